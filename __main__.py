@@ -1,0 +1,35 @@
+"""hapx: a highly available HAProxy pair behind one floating IP.
+
+Reads and validates the stack config, builds the cluster, exports what an
+operator needs. Everything else lives in components/.
+"""
+
+import pulumi
+
+from components.config import ConfigError, config_from_pulumi
+from components.haproxy_cluster import HaproxyCluster, HaproxyClusterArgs
+
+try:
+    config = config_from_pulumi()
+except ConfigError as error:
+    # RunError prints the message alone, without a Python traceback.
+    raise pulumi.RunError(f"invalid stack config: {error}") from None
+
+stack_config = pulumi.Config("hapx")
+cluster = HaproxyCluster(
+    "hapx",
+    HaproxyClusterArgs(
+        config=config,
+        stack=pulumi.get_stack(),
+        stats_password=stack_config.get_secret("statsPassword"),
+        corosync_authkey=stack_config.get_secret("corosyncAuthkey"),
+    ),
+)
+
+pulumi.export("vip", cluster.vip)
+pulumi.export("statsUrl", cluster.stats_url)
+pulumi.export("statsUser", cluster.stats_user)
+pulumi.export("statsPassword", cluster.stats_password)
+pulumi.export("nodes", cluster.nodes)
+pulumi.export("sshCommands", cluster.ssh_commands)
+pulumi.export("adminPrivateKey", cluster.admin_private_key)

@@ -1,0 +1,1 @@
+"""hapx Pulumi components: one ComponentResource per file, plus config and rendering."""

@@ -1,0 +1,187 @@
+"""HaproxyCluster: the whole HA pair, composed from the other components.
+
+Order (each arrow a dependency Pulumi enforces):
+  network -> seed -> VM -> ready -> haproxy.cfg + stats credentials
+  all nodes ready -> cluster formed -> crm applied -> VIP placed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+from pulumi_command import remote
+
+from .cloud_init_seed import CloudInitSeed, CloudInitSeedArgs
+from .config import HapxConfig
+from .hapx_vm import HapxVm, HapxVmArgs
+from .hypervisor import driver_for
+from .pacemaker_resource_set import PacemakerResourceSet, PacemakerResourceSetArgs
+from .rendering import (
+    STATS_ENV_PATH,
+    NodeSecrets,
+    render_cluster_files,
+    render_node_files,
+    render_stats_env,
+    render_template,
+)
+from .stack_secrets import StackSecrets, StackSecretsArgs
+
+
+@dataclass
+class HaproxyClusterArgs:
+    config: HapxConfig
+    stack: str
+    # From stack config when set; generated per stack otherwise.
+    stats_password: Optional[pulumi.Input[str]] = None
+    corosync_authkey: Optional[pulumi.Input[str]] = None
+
+
+class HaproxyCluster(pulumi.ComponentResource):
+    vip: pulumi.Output[str]
+    stats_url: pulumi.Output[str]
+    stats_user: pulumi.Output[str]
+    stats_password: pulumi.Output[str]
+    nodes: pulumi.Output[dict]
+    ssh_commands: pulumi.Output[dict]
+    admin_private_key: pulumi.Output[str]
+
+    def __init__(self, name: str, args: HaproxyClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hapx:index:HaproxyCluster", name, None, opts)
+        cfg = args.config
+        driver = driver_for(cfg, args.stack)
+        child = pulumi.ResourceOptions(parent=self)
+
+        secrets = StackSecrets(
+            f"{name}-secrets",
+            StackSecretsArgs(
+                node_names=[n.name for n in cfg.nodes],
+                stats_password=args.stats_password,
+                corosync_authkey=args.corosync_authkey,
+            ),
+            child,
+        )
+        network = driver.network(f"{name}-network", child)
+        cluster_files = render_cluster_files(cfg, args.stack)
+        stats_env = pulumi.Output.secret(
+            secrets.stats_password.apply(lambda pw: render_stats_env(cfg.haproxy.stats_user, pw))
+        )
+
+        self.node_vms: list[HapxVm] = []
+        node_configured = []
+        for index, node in enumerate(cfg.nodes):
+            spec = driver.vm_spec(node, index)
+            host_key = secrets.host_keys[node.name]
+            files = pulumi.Output.secret(
+                pulumi.Output.all(
+                    secrets.admin_key.public_key,
+                    host_key.private_key,
+                    host_key.public_key,
+                    secrets.corosync_authkey,
+                    secrets.stats_password,
+                ).apply(
+                    lambda v, node=node, spec=spec: render_node_files(
+                        cfg,
+                        args.stack,
+                        node,
+                        spec.network,
+                        NodeSecrets(
+                            admin_public_key=v[0],
+                            host_private_key=v[1],
+                            host_public_key=v[2],
+                            authkey_b64=v[3],
+                            stats_password=v[4],
+                        ),
+                        cluster_files,
+                    )
+                )
+            )
+            iso_path = driver.seed_path(node)
+            seed = CloudInitSeed(
+                f"{name}-{node.name}-seed", CloudInitSeedArgs(files=files, iso_path=iso_path), child
+            )
+            vm = HapxVm(
+                f"{name}-{node.name}",
+                HapxVmArgs(
+                    spec=spec,
+                    scripts=driver.vm_scripts(spec, iso_path),
+                    seed=seed,
+                    ssh=driver.ssh_endpoint(node, index),
+                    admin_user=cfg.admin_user,
+                    admin_private_key=secrets.admin_key.private_key,
+                    host_public_key=host_key.public_key,
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=[network] if network else []),
+            )
+            self.node_vms.append(vm)
+            # Day-2 config: the seed carries it for the first boot, these
+            # keep running nodes in step without replacing them.
+            haproxy_cfg = remote.Command(
+                f"{name}-{node.name}-haproxy-cfg",
+                connection=vm.connection,
+                create=render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
+                stdin=cluster_files.haproxy_cfg,
+                triggers=[vm.instance_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm.ready], deleted_with=vm.vm),
+            )
+            stats_credentials = remote.Command(
+                f"{name}-{node.name}-stats-credentials",
+                connection=vm.connection,
+                create=render_template("node/push-stats-env.sh.j2", stats_env_path=STATS_ENV_PATH),
+                stdin=stats_env,
+                triggers=[vm.instance_id],
+                logging=remote.Logging.STDERR,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[vm.ready],
+                    deleted_with=vm.vm,
+                    additional_secret_outputs=["stdout", "stderr"],
+                ),
+            )
+            node_configured += [vm.ready, haproxy_cfg, stats_credentials]
+
+        self.pacemaker = PacemakerResourceSet(
+            f"{name}-pacemaker",
+            PacemakerResourceSetArgs(
+                connection=self.node_vms[0].connection,
+                node_count=len(cfg.nodes),
+                crm_script=cluster_files.crm_script,
+                node_instance_ids=[vm.instance_id for vm in self.node_vms],
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=node_configured),
+        )
+
+        self.vip = pulumi.Output.from_input(str(cfg.vip))
+        self.stats_url = pulumi.Output.from_input(f"http://{cfg.vip}:{cfg.haproxy.stats_port}/")
+        self.stats_user = pulumi.Output.from_input(cfg.haproxy.stats_user)
+        self.stats_password = secrets.stats_password
+        self.admin_private_key = secrets.admin_key.private_key
+        self.nodes = pulumi.Output.all(
+            *[pulumi.Output.all(vm.vm_name, vm.ssh_host, vm.ssh_port) for vm in self.node_vms]
+        ).apply(
+            lambda rows: {
+                node.name: {"vm": row[0], "sshHost": row[1], "sshPort": row[2], "clusterAddress": str(node.cluster_address)}
+                for node, row in zip(cfg.nodes, rows)
+            }
+        )
+        key_file = f"~/.ssh/hapx-{args.stack}"
+        self.ssh_commands = pulumi.Output.from_input(
+            {
+                node.name: f"ssh -i {key_file} -p {driver.ssh_endpoint(node, i).port} "
+                f"{cfg.admin_user}@{driver.ssh_endpoint(node, i).host}"
+                for i, node in enumerate(cfg.nodes)
+            }
+        )
+        self.register_outputs(
+            {
+                "vip": self.vip,
+                "statsUrl": self.stats_url,
+                "statsUser": self.stats_user,
+                "statsPassword": self.stats_password,
+                "nodes": self.nodes,
+                "sshCommands": self.ssh_commands,
+                "adminPrivateKey": self.admin_private_key,
+                "vipNodeAtApply": self.pacemaker.vip_node_at_apply,
+            }
+        )

@@ -1,0 +1,130 @@
+"""The hypervisor driver interface: what a VM component needs from VirtualBox or QEMU.
+
+A driver turns typed config into the guest's NICs, the SSH endpoint Pulumi
+uses, and the shell scripts that create, update and delete one VM. Apart from
+`network()`, which builds the driver's own network component, drivers create
+no Pulumi resources; the components run the scripts with pulumi-command, so
+VirtualBox and QEMU are peers behind this one interface.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
+from .rendering import GuestNic, NodeNetwork
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """Everything about one VM that is not secret and not the seed."""
+
+    stack: str
+    name: str  # the VM's name on the hypervisor
+    node: NodeConfig
+    index: int
+    cpus: int
+    memory_mb: int
+    network: NodeNetwork
+
+    def fingerprint(self) -> str:
+        """Changes to these settings replace the VM."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VmScripts:
+    create: str
+    delete: str
+    update: str
+
+
+@dataclass(frozen=True)
+class NetworkScripts:
+    create: str
+    delete: str
+
+
+def stable_mac(oui: str, *parts: str) -> str:
+    """A MAC that is the same on every run for the same stack, node and role.
+
+    cloud-init matches NICs by MAC, so MACs must be known before the VM exists.
+    `oui` is three octets ("08:00:27" VirtualBox, "52:54:00" QEMU).
+    """
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    tail = ":".join(f"{b:02x}" for b in digest[:3])
+    return f"{oui}:{tail}"
+
+
+class HypervisorDriver(abc.ABC):
+    """One hypervisor. Subclasses are pure: they return data and scripts."""
+
+    kind: str
+
+    def __init__(self, cfg: HapxConfig, stack: str):
+        self.cfg = cfg
+        self.stack = stack
+
+    @abc.abstractmethod
+    def node_network(self, node: NodeConfig, index: int) -> NodeNetwork:
+        """The guest's NICs (MACs, addresses) as network-config describes them."""
+
+    @abc.abstractmethod
+    def ssh_endpoint(self, node: NodeConfig, index: int) -> SshEndpoint:
+        """Where Pulumi reaches the node's sshd: its own stable address, never the VIP."""
+
+    @abc.abstractmethod
+    def seed_path(self, node: NodeConfig) -> str:
+        """Absolute path of the node's NoCloud seed ISO."""
+
+    @abc.abstractmethod
+    def vm_scripts(self, spec: VmSpec, seed_iso: str) -> VmScripts:
+        """Shell scripts that create, update (seed rewritten) and delete the VM."""
+
+    @abc.abstractmethod
+    def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+        """The host-side network component the VMs attach to (None if none is needed)."""
+
+    def vm_name(self, node: NodeConfig) -> str:
+        return node.name
+
+    def vm_spec(self, node: NodeConfig, index: int) -> VmSpec:
+        return VmSpec(
+            stack=self.stack,
+            name=self.vm_name(node),
+            node=node,
+            index=index,
+            cpus=self.cfg.node_size.cpus,
+            memory_mb=self.cfg.node_size.memory_mb,
+            network=self.node_network(node, index),
+        )
+
+
+def management_nic(mac: str, addresses: tuple[str, ...] = ()) -> GuestNic:
+    return GuestNic(name=MANAGEMENT_NIC, mac=mac, addresses=addresses)
+
+
+def cluster_nic(mac: str) -> GuestNic:
+    return GuestNic(name=CLUSTER_NIC, mac=mac)
+
+
+def driver_for(cfg: HapxConfig, stack: str) -> HypervisorDriver:
+    """The driver for hapx:hypervisor. Adding a hypervisor means adding a line here."""
+    from .config import Hypervisor
+
+    if cfg.hypervisor is Hypervisor.VIRTUALBOX:
+        from .virtualbox import VirtualBoxDriver
+
+        return VirtualBoxDriver(cfg, stack)
+    raise pulumi.RunError(f"hapx:hypervisor {cfg.hypervisor.value} has no driver in this version of hapx")

@@ -1,0 +1,92 @@
+"""PacemakerResourceSet: the VIP and haproxy as Pacemaker resources, applied over SSH.
+
+Three steps on the first node, each a remote command: wait until every node
+is online with a DC elected; load the crm script (on stdin) with
+`crm configure load update` and check the live CIB; wait until the VIP and
+haproxy run together on one node. A change to the crm script updates in
+place (the script is re-loaded); nothing is torn down to apply it. On
+delete, hapx's resources, constraints, defaults and properties are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_command import remote
+
+from .rendering import CRM_IDS, HAPROXY_ID, VIP_ID, render_template
+
+CLUSTER_FORM_TIMEOUT_S = 600
+VIP_PLACE_TIMEOUT_S = 180
+RESOURCE_STOP_TIMEOUT_S = 120
+# Properties hapx sets (and removes again on delete).
+CLUSTER_PROPERTIES = ("stonith-enabled", "no-quorum-policy")
+
+
+def apply_script(crm_flags: str = "") -> str:
+    """The apply script. `crm_flags` exists for offline tests only (see tests)."""
+    return render_template("pacemaker/apply.sh.j2", ids=CRM_IDS, crm_flags=crm_flags)
+
+
+def remove_script() -> str:
+    return render_template(
+        "pacemaker/remove.sh.j2",
+        ids=CRM_IDS,
+        resources=(HAPROXY_ID, VIP_ID),
+        properties=CLUSTER_PROPERTIES,
+        timeout_s=RESOURCE_STOP_TIMEOUT_S,
+    )
+
+
+@dataclass
+class PacemakerResourceSetArgs:
+    # Where crm runs: a node's own connection (any node sees the whole CIB).
+    connection: remote.ConnectionArgs
+    node_count: int
+    crm_script: pulumi.Input[str]
+    # Changes when any node VM is replaced, so the set is checked again.
+    node_instance_ids: Sequence[pulumi.Input[str]] = field(default_factory=list)
+
+
+class PacemakerResourceSet(pulumi.ComponentResource):
+    crm_sha: pulumi.Output[str]
+    vip_node_at_apply: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PacemakerResourceSetArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("hapx:index:PacemakerResourceSet", name, None, opts)
+        self.cluster_formed = remote.Command(
+            f"{name}-cluster-formed",
+            connection=args.connection,
+            create=render_template(
+                "pacemaker/wait-cluster.sh.j2", node_count=args.node_count, timeout_s=CLUSTER_FORM_TIMEOUT_S
+            ),
+            triggers=list(args.node_instance_ids),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.apply = remote.Command(
+            f"{name}-apply",
+            connection=args.connection,
+            create=apply_script(),
+            update=apply_script(),
+            delete=remove_script(),
+            # Config goes on stdin, not in the command string; a change to it
+            # updates in place and re-runs the load.
+            stdin=args.crm_script,
+            triggers=list(args.node_instance_ids),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_formed]),
+        )
+        self.vip_placed = remote.Command(
+            f"{name}-vip-placed",
+            connection=args.connection,
+            create=render_template(
+                "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_ID, timeout_s=VIP_PLACE_TIMEOUT_S
+            ),
+            triggers=[self.apply.stdout],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply]),
+        )
+        self.crm_sha = self.apply.stdout.apply(lambda out: out.rsplit("sha256=", 1)[-1].strip())
+        # Where the VIP ran when hapx last applied the set; it moves on failover.
+        self.vip_node_at_apply = self.vip_placed.stdout.apply(lambda out: out.strip().split("=", 1)[-1])
+        self.register_outputs({"crmSha": self.crm_sha, "vipNodeAtApply": self.vip_node_at_apply})

@@ -1,0 +1,244 @@
+"""Render every file hapx generates, from typed config to text.
+
+Pure functions: no Pulumi resources, no I/O beyond reading templates. The
+Pulumi program calls them inside `apply` once secrets are known; `make render`
+calls them with placeholders instead of secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import jinja2
+
+from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
+
+# Pacemaker ids of what hapx adds to the CIB (and removes on destroy).
+VIP_ID = "hapx-vip"
+HAPROXY_ID = "hapx-haproxy"
+COLOCATION_ID = "hapx-haproxy-with-vip"
+ORDER_ID = "hapx-vip-before-haproxy"
+CRM_IDS = (ORDER_ID, COLOCATION_ID, HAPROXY_ID, VIP_ID)
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+# Shell-quote a value in script templates.
+_env.filters["q"] = lambda value: shlex.quote(str(value))
+
+
+def render_template(name: str, **values) -> str:
+    return _env.get_template(name).render(**values)
+
+
+def sha256_text(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class GuestNic:
+    """One guest NIC as cloud-init sees it: matched by MAC, renamed."""
+
+    name: str
+    mac: str
+    addresses: tuple[str, ...] = ()  # empty means DHCP
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    management: GuestNic
+    cluster: GuestNic
+
+
+@dataclass(frozen=True)
+class NodeSecrets:
+    """Secret and per-stack values a node's seed needs (placeholders when rendering offline)."""
+
+    admin_public_key: str
+    host_private_key: str
+    host_public_key: str
+    authkey_b64: str
+    stats_password: str
+
+
+@dataclass(frozen=True)
+class ClusterFiles:
+    """Files that are the same on every node."""
+
+    corosync_conf: str
+    haproxy_cfg: str
+    crm_script: str
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    user_data: str
+    meta_data: str
+    network_config: str
+    stats_env: str
+    # Hash of what makes the node what it is (name, network, keys, cluster
+    # membership). A change here replaces the VM; anything else is applied
+    # to the running node over SSH.
+    identity_sha: str
+
+    def seed_payload(self) -> str:
+        """The NoCloud files as JSON, the input of tools/seed_iso.py."""
+        return json.dumps(
+            {"user-data": self.user_data, "meta-data": self.meta_data, "network-config": self.network_config},
+            sort_keys=True,
+        )
+
+
+def _is_dns_name(address: str) -> bool:
+    try:
+        ipaddress.IPv4Address(address)
+        return False
+    except ValueError:
+        return True
+
+
+def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
+    corosync_conf = render_template(
+        "corosync.conf.j2",
+        stack=stack,
+        cluster_name=cfg.cluster_name,
+        token_ms=cfg.corosync.token_ms,
+        consensus_ms=cfg.corosync.consensus_ms,
+        nodes=cfg.nodes,
+    )
+    backends = [
+        {"name": b.name, "address": b.address, "port": b.port, "is_dns": _is_dns_name(b.address)} for b in cfg.backends
+    ]
+    haproxy_cfg = render_template(
+        "haproxy.cfg.j2",
+        stack=stack,
+        stats_env_path=STATS_ENV_PATH,
+        uses_dns=any(b["is_dns"] for b in backends),
+        nameservers=cfg.haproxy.nameservers,
+        frontend_name="kubernetes-apiserver-https",
+        backend_name="kubernetes-master-nodes",
+        frontend_port=cfg.haproxy.frontend_port,
+        stats_port=cfg.haproxy.stats_port,
+        check_interval_ms=cfg.haproxy.check_interval_ms,
+        check_fall=cfg.haproxy.check_fall,
+        check_rise=cfg.haproxy.check_rise,
+        backends=backends,
+    )
+    pm = cfg.pacemaker
+    crm_script = render_template(
+        "pacemaker.crm.j2",
+        stack=stack,
+        cluster_name=cfg.cluster_name,
+        fencing=False,
+        stickiness=pm.stickiness,
+        migration_threshold=pm.migration_threshold,
+        failure_timeout_s=pm.failure_timeout_s,
+        monitor_interval_s=pm.monitor_interval_s,
+        monitor_timeout_s=pm.monitor_timeout_s,
+        vip=cfg.vip,
+        prefix_length=cfg.vip_prefix_length,
+        broadcast=cfg.vip_broadcast,
+        vip_interface=cfg.vip_interface,
+        vip_id=VIP_ID,
+        haproxy_id=HAPROXY_ID,
+        colocation_id=COLOCATION_ID,
+        order_id=ORDER_ID,
+    )
+    return ClusterFiles(corosync_conf=corosync_conf, haproxy_cfg=haproxy_cfg, crm_script=crm_script)
+
+
+def render_stats_env(user: str, password: str) -> str:
+    # systemd EnvironmentFile syntax; the password is generated from a safe
+    # alphabet (or validated) so it needs no quoting.
+    return f"HAPX_STATS_USER={user}\nHAPX_STATS_PASSWORD={password}\n"
+
+
+def render_node_files(
+    cfg: HapxConfig,
+    stack: str,
+    node: NodeConfig,
+    network: NodeNetwork,
+    secrets: NodeSecrets,
+    cluster: Optional[ClusterFiles] = None,
+) -> NodeFiles:
+    cluster = cluster or render_cluster_files(cfg, stack)
+    prefix = cfg.cluster_network.prefixlen
+    network_config = render_template(
+        "network-config.yaml.j2",
+        management=network.management,
+        cluster=network.cluster,
+        cluster_vlan=cfg.cluster_vlan,
+        dhcp_vlan=cfg.dhcp_vlan,
+        cluster_address=f"{node.cluster_address}/{prefix}",
+    )
+    identity_sha = sha256_text(
+        stack,
+        node.name,
+        cfg.domain,
+        cfg.admin_user,
+        network_config,
+        secrets.admin_public_key,
+        secrets.host_public_key,
+        secrets.host_private_key,
+        secrets.authkey_b64,
+        cluster.corosync_conf,
+    )
+    meta_data = render_template(
+        "meta-data.yaml.j2",
+        instance_id=f"{node.name}-{identity_sha[:16]}",
+        hostname=node.name,
+    )
+    stats_env = render_stats_env(cfg.haproxy.stats_user, secrets.stats_password)
+    user_data = render_template(
+        "user-data.yaml.j2",
+        stack=stack,
+        hostname=node.name,
+        domain=cfg.domain,
+        admin_user=cfg.admin_user,
+        admin_public_key=secrets.admin_public_key.strip(),
+        host_private_key=secrets.host_private_key.strip(),
+        host_public_key=secrets.host_public_key.strip(),
+        authkey_b64=secrets.authkey_b64,
+        corosync_conf=cluster.corosync_conf,
+        haproxy_cfg=cluster.haproxy_cfg,
+        stats_env=stats_env,
+        stats_env_path=STATS_ENV_PATH,
+    )
+    return NodeFiles(
+        user_data=user_data,
+        meta_data=meta_data,
+        network_config=network_config,
+        stats_env=stats_env,
+        identity_sha=identity_sha,
+    )
+
+
+__all__ = [
+    "CLUSTER_NIC",
+    "MANAGEMENT_NIC",
+    "ClusterFiles",
+    "GuestNic",
+    "NodeFiles",
+    "NodeNetwork",
+    "NodeSecrets",
+    "render_cluster_files",
+    "render_node_files",
+    "render_stats_env",
+    "sha256_text",
+]
