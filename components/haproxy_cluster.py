@@ -51,7 +51,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         super().__init__("hapx:index:HaproxyCluster", name, None, opts)
         cfg = args.config
         driver = driver_for(cfg, args.stack)
-        child = pulumi.ResourceOptions(parent=self)
+
 
         secrets = StackSecrets(
             f"{name}-secrets",
@@ -60,9 +60,9 @@ class HaproxyCluster(pulumi.ComponentResource):
                 stats_password=args.stats_password,
                 corosync_authkey=args.corosync_authkey,
             ),
-            child,
+            pulumi.ResourceOptions(parent=self),
         )
-        network = driver.network(f"{name}-network", child)
+        network = driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
         cluster_files = render_cluster_files(cfg, args.stack)
         stats_env = pulumi.Output.secret(
             secrets.stats_password.apply(lambda pw: render_stats_env(cfg.haproxy.stats_user, pw))
@@ -99,7 +99,7 @@ class HaproxyCluster(pulumi.ComponentResource):
             )
             iso_path = driver.seed_path(node)
             seed = CloudInitSeed(
-                f"{name}-{node.name}-seed", CloudInitSeedArgs(files=files, iso_path=iso_path), child
+                f"{name}-{node.name}-seed", CloudInitSeedArgs(files=files, iso_path=iso_path), pulumi.ResourceOptions(parent=self)
             )
             vm = HapxVm(
                 f"{name}-{node.name}",
@@ -111,8 +111,9 @@ class HaproxyCluster(pulumi.ComponentResource):
                     admin_user=cfg.admin_user,
                     admin_private_key=secrets.admin_key.private_key,
                     host_public_key=host_key.public_key,
+                    network=network,
                 ),
-                pulumi.ResourceOptions(parent=self, depends_on=[network] if network else []),
+                pulumi.ResourceOptions(parent=self),
             )
             self.node_vms.append(vm)
             # Day-2 config: the seed carries it for the first boot, these
@@ -148,8 +149,9 @@ class HaproxyCluster(pulumi.ComponentResource):
                 node_count=len(cfg.nodes),
                 crm_script=cluster_files.crm_script,
                 node_instance_ids=[vm.instance_id for vm in self.node_vms],
+                nodes_configured=node_configured,
             ),
-            pulumi.ResourceOptions(parent=self, depends_on=node_configured),
+            pulumi.ResourceOptions(parent=self),
         )
 
         self.vip = pulumi.Output.from_input(str(cfg.vip))

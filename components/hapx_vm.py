@@ -36,6 +36,8 @@ class HapxVmArgs:
     admin_user: str
     admin_private_key: pulumi.Input[str]
     host_public_key: pulumi.Input[str]
+    # The hypervisor network the VM attaches to (created first).
+    network: Optional[pulumi.Resource] = None
 
 
 class HapxVm(pulumi.ComponentResource):
@@ -59,7 +61,7 @@ class HapxVm(pulumi.ComponentResource):
             environment={"HAPX_SEED_SHA": args.seed.content_sha},
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[args.seed],
+                depends_on=[args.seed] + ([args.network] if args.network else []),
                 # The replacement has the same name on the hypervisor, so the
                 # old VM must be gone before the new one is created.
                 delete_before_replace=True,

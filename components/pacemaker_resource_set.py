@@ -48,6 +48,9 @@ class PacemakerResourceSetArgs:
     crm_script: pulumi.Input[str]
     # Changes when any node VM is replaced, so the set is checked again.
     node_instance_ids: Sequence[pulumi.Input[str]] = field(default_factory=list)
+    # Per-node steps that must be done before the cluster is configured
+    # (nodes ready, haproxy.cfg and stats credentials in place).
+    nodes_configured: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
 class PacemakerResourceSet(pulumi.ComponentResource):
@@ -63,7 +66,7 @@ class PacemakerResourceSet(pulumi.ComponentResource):
                 "pacemaker/wait-cluster.sh.j2", node_count=args.node_count, timeout_s=CLUSTER_FORM_TIMEOUT_S
             ),
             triggers=list(args.node_instance_ids),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes_configured)),
         )
         self.apply = remote.Command(
             f"{name}-apply",

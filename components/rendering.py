@@ -39,8 +39,8 @@ _env = jinja2.Environment(
 _env.filters["q"] = lambda value: shlex.quote(str(value))
 
 
-def render_template(name: str, **values) -> str:
-    return _env.get_template(name).render(**values)
+def render_template(template: str, /, **values) -> str:
+    return _env.get_template(template).render(**values)
 
 
 def sha256_text(*parts: str) -> str:

@@ -66,11 +66,15 @@ class StackSecrets(pulumi.ComponentResource):
         if args.stats_password is not None:
             self.stats_password = pulumi.Output.secret(args.stats_password)
         else:
-            self.stats_password = self._generate(f"{name}-stats-password", GEN_SECRET.format(kind="password")).stdout
+            self.stats_password = pulumi.Output.secret(
+                self._generate(f"{name}-stats-password", GEN_SECRET.format(kind="password")).stdout
+            )
         if args.corosync_authkey is not None:
             self.corosync_authkey = pulumi.Output.secret(args.corosync_authkey)
         else:
-            self.corosync_authkey = self._generate(f"{name}-corosync-authkey", GEN_SECRET.format(kind="authkey")).stdout
+            self.corosync_authkey = pulumi.Output.secret(
+                self._generate(f"{name}-corosync-authkey", GEN_SECRET.format(kind="authkey")).stdout
+            )
         self.register_outputs(
             {
                 "adminPublicKey": self.admin_key.public_key,

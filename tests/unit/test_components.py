@@ -1,0 +1,268 @@
+"""Component tree under Pulumi mocks: parents, dependency order, secrets, outputs.
+
+Mocks are for speed; tests/engine runs the same program under the real engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+
+FAKE_KEYPAIR = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake test\n"
+)
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    inputs: dict
+    parent: str
+    depends_on: list = field(default_factory=list)
+    urn: str = ""
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources: dict[str, Registration] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            create = args.inputs.get("create", "")
+            if "ssh-keygen" in create:
+                state["stdout"] = FAKE_KEYPAIR
+            elif "gen_secret.py password" in create:
+                state["stdout"] = "p4ssw0rdp4ssw0rdp4ssw0rdp4ssw0rd"
+            elif "gen_secret.py authkey" in create:
+                state["stdout"] = "a2V5a2V5a2V5"
+            elif "clonevm" in create:
+                state["stdout"] = f"vbox-uuid=uuid-of-{args.name}\n"
+            else:
+                state["stdout"] = "ok\n"
+            state["stderr"] = ""
+        if args.typ == "command:remote:Command":
+            state["stdout"] = "vip-node=hapx-node01\n" if args.name.endswith("vip-placed") else "applied sha256=0123456789abcdef\n"
+            state["stderr"] = ""
+        urn = f"urn:pulumi:test::hapx::{args.typ}::{args.name}"
+        self.resources[args.name] = Registration(
+            type=args.typ,
+            name=args.name,
+            inputs=dict(args.inputs),
+            parent=getattr(args, "parent", "") or "",
+            urn=urn,
+        )
+        return [f"{args.name}-id", state]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+MOCKS = RecordingMocks()
+pulumi.runtime.set_mocks(MOCKS, project="hapx", stack="test", preview=False)
+
+# MockResourceArgs carries neither parent nor dependencies: record them from
+# the requests the mock monitor receives.
+_monitor = pulumi.runtime.settings.get_monitor()
+_register = _monitor.RegisterResource
+
+
+def _recording_register(request):
+    response = _register(request)
+    if request.name in MOCKS.resources:
+        reg = MOCKS.resources[request.name]
+        reg.parent = request.parent
+        reg.depends_on = list(request.dependencies)
+        reg.urn = response.urn
+    return response
+
+
+_monitor.RegisterResource = _recording_register
+
+from components.config import parse_config  # noqa: E402  (after set_mocks, by design)
+from components.haproxy_cluster import HaproxyCluster, HaproxyClusterArgs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    from tests.conftest import stack_config
+
+    MOCKS.resources.clear()
+    cfg = parse_config(stack_config("dev"))
+    return HaproxyCluster("hapx", HaproxyClusterArgs(config=cfg, stack="test"))
+
+
+def _all_registered(cluster) -> pulumi.Output:
+    """An Output that resolves once the last resources of the tree exist."""
+    return pulumi.Output.all(
+        cluster.pacemaker.vip_node_at_apply,
+        *[vm.ready.stdout for vm in cluster.node_vms],
+        cluster.nodes,
+    )
+
+
+@pulumi.runtime.test
+def test_every_component_and_child_exists(cluster):
+    def check(_):
+        names = set(MOCKS.resources)
+        expected = {
+            "hapx-secrets",
+            "hapx-secrets-admin-ssh-key",
+            "hapx-secrets-hapx-node01-ssh-host-key",
+            "hapx-secrets-hapx-node02-ssh-host-key",
+            "hapx-secrets-stats-password",
+            "hapx-secrets-corosync-authkey",
+            "hapx-network",
+            "hapx-network-host-only",
+            "hapx-pacemaker",
+            "hapx-pacemaker-cluster-formed",
+            "hapx-pacemaker-apply",
+            "hapx-pacemaker-vip-placed",
+        }
+        for node in ("hapx-node01", "hapx-node02"):
+            expected |= {
+                f"hapx-{node}-seed",
+                f"hapx-{node}-seed-iso",
+                f"hapx-{node}",
+                f"hapx-{node}-vm",
+                f"hapx-{node}-ready",
+                f"hapx-{node}-haproxy-cfg",
+                f"hapx-{node}-stats-credentials",
+            }
+        missing = expected - names
+        assert not missing, f"not registered: {sorted(missing)}"
+        types = {n: r.type for n, r in MOCKS.resources.items()}
+        assert types["hapx-network"] == "hapx:index:VirtualBoxNetwork"
+        assert types["hapx-hapx-node01-seed"] == "hapx:index:CloudInitSeed"
+        assert types["hapx-hapx-node01"] == "hapx:index:HapxVm"
+        assert types["hapx-pacemaker"] == "hapx:index:PacemakerResourceSet"
+        assert types["hapx-secrets"] == "hapx:index:StackSecrets"
+        assert types["hapx-hapx-node01-vm"] == "command:local:Command"
+        assert types["hapx-hapx-node01-ready"] == "command:remote:Command"
+
+    return _all_registered(cluster).apply(check)
+
+
+def _unsecret(value):
+    """Mock inputs keep secrets wrapped in Pulumi's secret sentinel."""
+    if isinstance(value, dict) and "value" in value and len(value) == 2:
+        return value["value"]
+    return value
+
+
+def _parent_name(reg: Registration) -> str:
+    return reg.parent.rsplit("::", 1)[-1] if reg.parent else ""
+
+
+@pulumi.runtime.test
+def test_children_are_parented_to_their_component(cluster):
+    def check(_):
+        parents = {n: _parent_name(r) for n, r in MOCKS.resources.items()}
+        assert parents["hapx-network-host-only"] == "hapx-network"
+        assert parents["hapx-hapx-node01-seed-iso"] == "hapx-hapx-node01-seed"
+        assert parents["hapx-hapx-node01-vm"] == "hapx-hapx-node01"
+        assert parents["hapx-hapx-node01-ready"] == "hapx-hapx-node01"
+        assert parents["hapx-pacemaker-apply"] == "hapx-pacemaker"
+        assert parents["hapx-secrets-admin-ssh-key"] == "hapx-secrets"
+        for component in ("hapx-network", "hapx-secrets", "hapx-pacemaker", "hapx-hapx-node01", "hapx-hapx-node01-seed"):
+            assert parents[component] == "hapx", f"{component} is parented to {parents[component]!r}"
+
+    return _all_registered(cluster).apply(check)
+
+
+@pulumi.runtime.test
+def test_vm_commands_run_the_virtualbox_scripts(cluster):
+    def check(_):
+        vm = MOCKS.resources["hapx-hapx-node01-vm"].inputs
+        assert "clonevm debian-base-image --name=\"$vm\" --register --mode=all" in vm["create"]
+        assert "--nic1=intnet --intnet1=dmz" in vm["create"]
+        assert "--host-only-adapter2=vboxnet0" in vm["create"]
+        assert "unregistervm \"$vm\" --delete" in vm["delete"]
+        seed = MOCKS.resources["hapx-hapx-node01-seed-iso"].inputs
+        assert seed["create"].startswith(".venv/bin/python tools/seed_iso.py --out ")
+        assert seed["create"].endswith("test-hapx-node01.iso")
+        # The payload goes on stdin and holds the rendered NoCloud files.
+        stdin = _unsecret(seed["stdin"])
+        assert "\"user-data\"" in stdin and "#cloud-config" in stdin
+
+    return _all_registered(cluster).apply(check)
+
+
+@pulumi.runtime.test
+def test_crm_script_goes_on_stdin_of_the_apply_command(cluster):
+    def check(_):
+        apply = MOCKS.resources["hapx-pacemaker-apply"].inputs
+        assert "crm configure load update" in apply["create"]
+        crm = _unsecret(apply["stdin"])
+        assert crm.count("property cib-bootstrap-options:") == 1
+        assert "primitive hapx-vip ocf:heartbeat:IPaddr2 params ip=192.168.4.20 cidr_netmask=27" in crm
+        assert "192.168.4.20" not in apply["create"], "config belongs on stdin, not in the command"
+        assert "cibadmin --delete" in apply["delete"]
+
+    return _all_registered(cluster).apply(check)
+
+
+@pulumi.runtime.test
+def test_outputs(cluster):
+    def check(values):
+        vip, url, nodes, ssh = values
+        assert vip == "192.168.4.20"
+        assert url == "http://192.168.4.20:32700/"
+        assert nodes["hapx-node01"] == {"vm": "hapx-node01", "sshHost": "192.168.56.21", "sshPort": 22, "clusterAddress": "192.168.4.21"}
+        assert ssh["hapx-node02"] == "ssh -i ~/.ssh/hapx-test -p 22 debian@192.168.56.22"
+
+    return pulumi.Output.all(cluster.vip, cluster.stats_url, cluster.nodes, cluster.ssh_commands).apply(check)
+
+
+@pulumi.runtime.test
+def test_secrets_are_marked_secret(cluster):
+    async def check():
+        assert await cluster.stats_password.is_secret()
+        assert await cluster.admin_private_key.is_secret()
+        for node_vm in cluster.node_vms:
+            assert await node_vm.connection.private_key.is_secret()
+        # Public values stay plain so they can be shown.
+        assert not await cluster.vip.is_secret()
+
+    return pulumi.Output.from_input(None).apply(lambda _: check())
+
+
+@pulumi.runtime.test
+def test_secret_generators_never_log(cluster):
+    def check(_):
+        for name, reg in MOCKS.resources.items():
+            if name.startswith("hapx-secrets-"):
+                assert reg.inputs.get("logging") == "none", f"{name} logs its output"
+
+    return _all_registered(cluster).apply(check)
+
+
+def _depends(name: str, on: str) -> bool:
+    """True if `name` was registered with a dependency on `on` (directly)."""
+    target = MOCKS.resources[on].urn
+    return target in MOCKS.resources[name].depends_on
+
+
+@pulumi.runtime.test
+def test_dependency_order_network_seed_vm_ready_formed_crm(cluster):
+    def check(_):
+        for node in ("hapx-node01", "hapx-node02"):
+            vm = f"hapx-{node}-vm"
+            assert _depends(vm, "hapx-network-host-only") or _depends(vm, "hapx-network"), f"{vm} does not wait for the network"
+            assert _depends(vm, f"hapx-{node}-seed-iso") or _depends(vm, f"hapx-{node}-seed"), f"{vm} does not wait for its seed"
+            assert _depends(f"hapx-{node}-ready", vm)
+            assert _depends(f"hapx-{node}-haproxy-cfg", f"hapx-{node}-ready")
+            assert _depends(f"hapx-{node}-stats-credentials", f"hapx-{node}-ready")
+            assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-ready")
+            assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-haproxy-cfg")
+        assert _depends("hapx-pacemaker-apply", "hapx-pacemaker-cluster-formed")
+        assert _depends("hapx-pacemaker-vip-placed", "hapx-pacemaker-apply")
+        # And nothing the other way round.
+        assert not _depends("hapx-hapx-node01-vm", "hapx-pacemaker-apply")
+
+    return _all_registered(cluster).apply(check)

@@ -1,0 +1,125 @@
+"""Config parsing: the dev stack parses; every invalid case names its key and fix."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from components.config import ConfigError, Hypervisor, parse_config
+from tests.conftest import as_engine_config
+
+
+def test_dev_stack_is_the_reference_topology(dev_raw):
+    cfg = parse_config(dev_raw)
+    assert cfg.hypervisor is Hypervisor.VIRTUALBOX
+    assert [n.name for n in cfg.nodes] == ["hapx-node01", "hapx-node02"]
+    assert cfg.vip == ipaddress.IPv4Address("192.168.4.20")
+    assert cfg.vip_prefix_length == 27
+    assert str(cfg.vip_broadcast) == "192.168.4.31"
+    assert cfg.vip_interface == "dmz0.41"
+    assert [(b.name, b.port) for b in cfg.backends] == [("kube-mast01", 6443), ("kube-mast02", 6443), ("kube-mast03", 6443)]
+    assert cfg.haproxy.stats_port == 32700
+    assert (cfg.node_size.cpus, cfg.node_size.memory_mb) == (1, 512)
+    assert cfg.virtualbox.base_vm == "debian-base-image"
+
+
+def test_engine_string_values_parse_the_same(dev_raw):
+    # The engine hands numbers as strings and objects as JSON strings.
+    assert parse_config(as_engine_config(dev_raw)) == parse_config(dev_raw)
+
+
+def _set(raw, dotted, value):
+    """Set hapx:key or hapx:key.sub or hapx:nodes[1].field in a raw config."""
+    top, _, rest = dotted.partition(".")
+    if "[" in top:
+        name, idx = top[:-1].split("[")
+        target = raw[name][int(idx)]
+        target[rest] = value
+    elif rest:
+        raw.setdefault(top, {})[rest] = value
+    else:
+        raw[top] = value
+
+
+def _delete(raw, key):
+    raw.pop(key)
+
+
+# (description, mutation, key named in the error, words in the message)
+INVALID = [
+    ("VIP outside its subnet", lambda r: _set(r, "hapx:vip", "192.168.5.20"), "hapx:vip", "outside hapx:clusterNetwork"),
+    ("VIP is the network address", lambda r: _set(r, "hapx:vip", "192.168.4.0"), "hapx:vip", "network or broadcast"),
+    ("VIP equals a node address", lambda r: _set(r, "hapx:vip", "192.168.4.21"), "hapx:vip", "clusterAddress of node hapx-node01"),
+    (
+        "VIP equals a backend address",
+        lambda r: _set(r, "hapx:backends", [{"name": "k1", "address": "192.168.4.20", "port": 6443}]),
+        "hapx:vip",
+        "address of backend k1",
+    ),
+    ("VIP not an address", lambda r: _set(r, "hapx:vip", "192.168.4.300"), "hapx:vip", "not an IPv4 address"),
+    ("duplicate node names", lambda r: _set(r, "hapx:nodes[1].name", "hapx-node01"), "hapx:nodes[1].name", "duplicates"),
+    (
+        "duplicate node addresses",
+        lambda r: _set(r, "hapx:nodes[1].clusterAddress", "192.168.4.21"),
+        "hapx:nodes[1].clusterAddress",
+        "already used by node hapx-node01",
+    ),
+    (
+        "duplicate management addresses",
+        lambda r: _set(r, "hapx:nodes[1].managementAddress", "192.168.56.21"),
+        "hapx:nodes[1].managementAddress",
+        "already used",
+    ),
+    (
+        "node outside the cluster network",
+        lambda r: _set(r, "hapx:nodes[0].clusterAddress", "10.0.0.5"),
+        "hapx:nodes[0].clusterAddress",
+        "outside hapx:clusterNetwork",
+    ),
+    ("frontend port out of range", lambda r: _set(r, "hapx:haproxy.frontendPort", 70000), "hapx:haproxy.frontendPort", "out of range"),
+    ("stats port zero", lambda r: _set(r, "hapx:haproxy.statsPort", 0), "hapx:haproxy.statsPort", "out of range"),
+    ("backend port out of range", lambda r: _set(r, "hapx:backends[0].port", 65536), "hapx:backends[0].port", "out of range"),
+    ("port not a number", lambda r: _set(r, "hapx:haproxy.statsPort", "http"), "hapx:haproxy.statsPort", "expected a TCP port"),
+    ("same frontend and stats port", lambda r: _set(r, "hapx:haproxy.statsPort", 6443), "hapx:haproxy.statsPort", "equals haproxy.frontendPort"),
+    ("no backends", lambda r: _set(r, "hapx:backends", []), "hapx:backends", "has no backends"),
+    ("backends missing", lambda r: _delete(r, "hapx:backends"), "hapx:backends", "has no backends"),
+    ("unknown top-level key", lambda r: _set(r, "hapx:vipp", "192.168.4.20"), "hapx:vipp", "unknown key"),
+    ("unknown nested key", lambda r: _set(r, "hapx:haproxy.statsPassword", "x"), "hapx:haproxy.statsPassword", "unknown key"),
+    ("unknown node key", lambda r: _set(r, "hapx:nodes[0].ip", "192.168.4.21"), "hapx:nodes[0].ip", "unknown key"),
+    ("one node", lambda r: r["hapx:nodes"].pop(), "hapx:nodes", "needs at least two"),
+    ("bad CIDR", lambda r: _set(r, "hapx:clusterNetwork", "192.168.4.0/33"), "hapx:clusterNetwork", "not a valid IPv4 CIDR"),
+    ("CIDR with host bits", lambda r: _set(r, "hapx:clusterNetwork", "192.168.4.5/27"), "hapx:clusterNetwork", "not a valid IPv4 CIDR"),
+    ("bad host-only CIDR", lambda r: _set(r, "hapx:virtualbox.hostOnlyNetwork", "192.168.56.1/40"), "hapx:virtualbox.hostOnlyNetwork", "not an address/prefix"),
+    ("unknown hypervisor", lambda r: _set(r, "hapx:hypervisor", "hyperv"), "hapx:hypervisor", "not one of: virtualbox, qemu"),
+    ("VLAN out of range", lambda r: _set(r, "hapx:clusterVlan", 4095), "hapx:clusterVlan", "out of range"),
+    ("bad node name", lambda r: _set(r, "hapx:nodes[0].name", "Node_1"), "hapx:nodes[0].name", "not valid"),
+    ("consensus below 1.2 x token", lambda r: _set(r, "hapx:corosync", {"tokenMs": 1000, "consensusMs": 1000}), "hapx:corosync.consensusMs", "less than 1.2 x tokenMs"),
+    ("management address missing", lambda r: r["hapx:nodes"][0].pop("managementAddress"), "hapx:nodes[0].managementAddress", "required with hapx:hypervisor virtualbox"),
+    ("root admin", lambda r: _set(r, "hapx:adminUser", "root"), "hapx:adminUser", "root is not allowed"),
+    ("qemu section on a virtualbox stack", lambda r: _set(r, "hapx:qemu", {"accel": "tcg"}), "hapx:qemu", "hapx:hypervisor is virtualbox"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,key,words", INVALID, ids=[case[0] for case in INVALID])
+def test_invalid_config_names_key_and_fix(dev_raw, what, mutate, key, words):
+    mutate(dev_raw)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(dev_raw)
+    error = caught.value
+    assert error.key == key, f"{what}: error names {error.key}, expected {key}"
+    assert words in error.problem, f"{what}: {error}"
+    assert error.fix, f"{what}: no fix given"
+    assert str(error).startswith(f"{key}: ") and "Fix: " in str(error)
+
+
+def test_invalid_cases_also_fail_with_engine_encoding(dev_raw):
+    dev_raw["hapx:haproxy"]["frontendPort"] = 70000
+    with pytest.raises(ConfigError, match=r"hapx:haproxy.frontendPort: 70000 is out of range"):
+        parse_config(as_engine_config(dev_raw))
+
+
+def test_consensus_defaults_to_1_2_token(dev_raw):
+    dev_raw["hapx:corosync"] = {"tokenMs": 1000}
+    cfg = parse_config(dev_raw)
+    assert (cfg.corosync.token_ms, cfg.corosync.consensus_ms) == (1000, 1200)
