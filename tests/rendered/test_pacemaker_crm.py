@@ -1,0 +1,117 @@
+"""The crm script in an empty CIB: crmsh loads it, crm_verify accepts it, and
+crm_simulate shows VIP and haproxy starting together and moving together."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from components.pacemaker_resource_set import apply_script, remove_script
+from components.rendering import CRM_IDS, HAPROXY_ID, VIP_ID
+
+from .conftest import require_tool, run
+
+NODES = ("hapx-node01", "hapx-node02")
+
+
+@pytest.fixture
+def empty_cib(tmp_path) -> Path:
+    cib = tmp_path / "cib.xml"
+    result = run([require_tool("cibadmin"), "--empty"])
+    assert result.returncode == 0, result.stderr
+    cib.write_text(result.stdout)
+    return cib
+
+
+def _crm_load(cib: Path, script: Path) -> None:
+    # -F: this host has no systemd for crmsh to ask about systemd:haproxy's
+    # metadata; the nodes do, and there apply.sh runs without -F.
+    with script.open() as stdin:
+        result = run([require_tool("crm"), "-F", "configure", "load", "update", "-"], stdin=stdin, env={**os.environ, "CIB_file": str(cib)})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _simulate(cib: Path, *args: str) -> str:
+    result = run([require_tool("crm_simulate"), "-x", str(cib), "--quorum", "true", *args])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _started_on(output: str, resource: str) -> str:
+    revised = output.split("Revised Cluster Status:", 1)[1]
+    match = re.search(rf"\* {re.escape(resource)}\s+\(.*?\):\s+Started (\S+)", revised)
+    assert match, f"{resource} not started in:\n{revised}"
+    return match.group(1)
+
+
+def test_crm_script_loads_verifies_and_fails_over(rendered_dev, empty_cib, tmp_path):
+    _crm_load(empty_cib, rendered_dev / "pacemaker.crm")
+    verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    both_up = tmp_path / "up.xml"
+    out = _simulate(empty_cib, *sum((["--node-up", n] for n in NODES), []), "-S", "-O", str(both_up))
+    active = _started_on(out, VIP_ID)
+    assert _started_on(out, HAPROXY_ID) == active, "VIP and haproxy must start on the same node"
+
+    out = _simulate(both_up, "--node-fail", active, "-S")
+    survivor = _started_on(out, VIP_ID)
+    assert survivor != active and survivor in NODES
+    assert _started_on(out, HAPROXY_ID) == survivor, "haproxy must move with the VIP"
+    order = out.split("Executing Cluster Transition:", 1)[1]
+    assert order.index(f"{VIP_ID} ") < order.index(f"{HAPROXY_ID} "), "VIP must start before haproxy"
+
+
+def test_crm_script_has_one_property_line(rendered_dev):
+    text = (rendered_dev / "pacemaker.crm").read_text()
+    assert len(re.findall(r"^property ", text, re.M)) == 1
+    assert "stonith-enabled=false" in text and "no-quorum-policy=stop" in text
+
+
+@pytest.fixture
+def fake_sudo(tmp_path) -> dict:
+    """A PATH where `sudo` just runs its command, so the node scripts run here against a CIB file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sudo = bin_dir / "sudo"
+    sudo.write_text('#!/bin/sh\nexec "$@"\n')
+    sudo.chmod(sudo.stat().st_mode | stat.S_IEXEC)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_apply_and_remove_scripts_against_a_cib_file(rendered_dev, empty_cib, fake_sudo):
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    crm = (rendered_dev / "pacemaker.crm").read_text()
+    applied = run(["sh", "-c", apply_script(crm_flags="-F ")], input=crm, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "applied crm configuration sha256=" in applied.stdout
+    cib = empty_cib.read_text()
+    for resource_id in CRM_IDS:
+        assert f'id="{resource_id}"' in cib
+
+    # Re-applying the same script is a no-op that still succeeds (idempotent).
+    again = run(["sh", "-c", apply_script(crm_flags="-F ")], input=crm, env=env)
+    assert again.returncode == 0, again.stderr
+
+    removed = run(["sh", "-c", remove_script()], env=env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    cib = empty_cib.read_text()
+    for resource_id in CRM_IDS:
+        assert f'id="{resource_id}"' not in cib, f"{resource_id} left behind"
+    assert 'name="stonith-enabled"' not in cib
+
+
+def test_apply_script_fails_when_the_load_leaves_resources_out(empty_cib, fake_sudo):
+    # A script that loads but lacks the VIP: the CIB check must catch it.
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    partial = (
+        "property cib-bootstrap-options: stonith-enabled=false\n"
+        "primitive hapx-haproxy systemd:haproxy op monitor interval=20s\n"
+    )
+    result = run(["sh", "-c", apply_script(crm_flags="-F ")], input=partial, env=env)
+    assert result.returncode != 0
+    assert "missing from the CIB" in result.stderr
