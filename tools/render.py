@@ -25,7 +25,7 @@ from components.config import ConfigError, parse_config  # noqa: E402
 from components.hypervisor import driver_for  # noqa: E402
 from components.rendering import NodeSecrets, render_cluster_files, render_node_files  # noqa: E402
 
-PLACEHOLDER_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n<secret: generated per stack, kept in Pulumi state>\n-----END OPENSSH PRIVATE KEY-----"
+PLACEHOLDER_KEY = "<secret: SSH host private key, generated per stack, kept in Pulumi state>"
 
 
 def placeholder_secrets(node: str) -> NodeSecrets:

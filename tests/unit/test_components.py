@@ -6,15 +6,14 @@ Mocks are for speed; tests/engine runs the same program under the real engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 
-FAKE_KEYPAIR = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake test\n"
-)
+# A made-up key pair in ssh-keygen's output shape (not a real key).
+FAKE_KEYPAIR = (Path(__file__).resolve().parent.parent / "fixtures" / "fake_keypair.txt").read_text()
 
 
 @dataclass
