@@ -3,19 +3,53 @@ SHELL := /bin/bash
 STACK ?= dev
 OUT ?= out/$(STACK)
 PYTHON := .venv/bin/python
+PULUMI := scripts/pulumi.sh
 
-.PHONY: help setup test test-unit test-rendered render clean
+.PHONY: help setup engine image lab up preview destroy ssh-key test test-unit test-rendered test-engine test-e2e render clean
 
 help:
-	@echo "make setup                 install the tools the tests use and the Python venv (.venv)"
-	@echo "make test                  run the test suite (unit + rendered-config tests with the real tools)"
+	@echo "make lab                   from nothing: set-up, engine, base image, then 'pulumi up' of the QEMU lab stack"
+	@echo "make test                  set-up, base image, then every test (unit, rendered, engine, end-to-end lab)"
+	@echo "make setup                 system packages, Python venv (.venv) and the Pulumi engine (engine/build.sh)"
+	@echo "make image                 build the Debian base image for the QEMU lab (cached by its inputs)"
+	@echo "make preview STACK=dev     pulumi preview of a stack (local file backend in .state/)"
+	@echo "make up STACK=lab          pulumi up of a stack"
+	@echo "make destroy STACK=lab     pulumi destroy of a stack"
+	@echo "make ssh-key STACK=lab     write the stack's admin key to ~/.ssh/hapx-STACK for the sshCommands output"
 	@echo "make render STACK=dev OUT=dir   write every generated file for a stack, creating nothing"
 	@echo "make clean                 remove render output and caches in the work tree"
 
 setup:
 	bash scripts/setup.sh
 
-test:
+engine:
+	bash engine/build.sh
+
+image: setup
+	bash image/build.sh
+
+lab: image
+	$(MAKE) up STACK=lab
+	$(MAKE) ssh-key STACK=lab
+	@bash scripts/lab-info.sh lab
+
+stack-$(STACK):
+	@$(PULUMI) stack select --create $(STACK) >/dev/null
+
+preview: stack-$(STACK)
+	$(PULUMI) preview --stack $(STACK) --diff
+
+up: stack-$(STACK)
+	$(PULUMI) up --stack $(STACK) --yes --skip-preview
+
+destroy:
+	$(PULUMI) destroy --stack $(STACK) --yes --skip-preview
+
+ssh-key:
+	@mkdir -p ~/.ssh && umask 077 && $(PULUMI) stack output --stack $(STACK) --show-secrets adminPrivateKey > ~/.ssh/hapx-$(STACK)
+	@echo "wrote ~/.ssh/hapx-$(STACK)"
+
+test: image
 	$(PYTHON) -m pytest -q tests
 
 test-unit:
@@ -23,6 +57,12 @@ test-unit:
 
 test-rendered:
 	$(PYTHON) -m pytest -q tests/rendered
+
+test-engine:
+	$(PYTHON) -m pytest -q tests/engine
+
+test-e2e:
+	$(PYTHON) -m pytest -q tests/e2e
 
 render:
 	$(PYTHON) -m tools.render --stack $(STACK) --out $(OUT)

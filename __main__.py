@@ -27,6 +27,9 @@ cluster = HaproxyCluster(
 )
 
 pulumi.export("vip", cluster.vip)
+pulumi.export("frontendPort", cluster.frontend_port)
+if cluster.lab_namespace is not None:
+    pulumi.export("labNamespace", cluster.lab_namespace)
 pulumi.export("statsUrl", cluster.stats_url)
 pulumi.export("statsUser", cluster.stats_user)
 pulumi.export("statsPassword", cluster.stats_password)

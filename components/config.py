@@ -11,6 +11,7 @@ they surface at `pulumi preview`, before any resource exists.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -118,6 +119,7 @@ class QemuConfig:
     accel: str  # "auto", "kvm" or "tcg"
     ssh_port_base: int  # node i listens on 127.0.0.1:(base + i) for SSH
     lab_namespace: str  # network namespace that holds the cluster segment
+    lab_client_address: Optional[ipaddress.IPv4Address]  # the lab's own client address; None: last host of clusterNetwork
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class HapxConfig:
     cluster_name: str
     domain: str
     cluster_network: ipaddress.IPv4Network
-    cluster_vlan: int
+    cluster_vlan: int  # 0: untagged
     dhcp_vlan: Optional[int]
     vip: ipaddress.IPv4Address
     nodes: tuple[NodeConfig, ...]
@@ -142,7 +144,7 @@ class HapxConfig:
     @property
     def vip_interface(self) -> str:
         """Name of the VLAN interface on each node that carries ring and VIP."""
-        return f"{CLUSTER_NIC}.{self.cluster_vlan}"
+        return f"{CLUSTER_NIC}.{self.cluster_vlan}" if self.cluster_vlan else CLUSTER_NIC
 
     @property
     def vip_prefix_length(self) -> int:
@@ -302,7 +304,8 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
     cluster_network = top("clusterNetwork", None, _parse_network)
     if cluster_network is None:
         raise ConfigError(_key("clusterNetwork"), "is required", "set the cluster/VIP subnet, e.g. `pulumi config set hapx:clusterNetwork 192.168.4.0/27`")
-    cluster_vlan = top("clusterVlan", 41, lambda k, v: _int(k, v, 1, 4094, "a VLAN id"))
+    # 0: the cluster segment is untagged (for hosts without 802.1Q, like the CI lab's kernel).
+    cluster_vlan = top("clusterVlan", 41, lambda k, v: _int(k, v, 0, 4094, "a VLAN id, or 0 for untagged"))
     dhcp_vlan = top("dhcpVlan", None, lambda k, v: _int(k, v, 1, 4094, "a VLAN id"))
     if dhcp_vlan == cluster_vlan:
         raise ConfigError(_key("dhcpVlan"), f"equals hapx:clusterVlan ({cluster_vlan})", "use a different VLAN id or remove hapx:dhcpVlan")
@@ -362,6 +365,9 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
     if ours.get("qemu") is not None and hypervisor is not Hypervisor.QEMU:
         raise ConfigError(_key("qemu"), f"is set but hapx:hypervisor is {hypervisor.value}", "remove hapx:qemu or set hapx:hypervisor qemu")
 
+    if qemu is not None:
+        qemu = _check_lab_addresses(qemu, cluster_network, vip, nodes, backends)
+
     if virtualbox is not None:
         mgmt_net = virtualbox.host_only_network.network
         seen: dict[ipaddress.IPv4Address, str] = {virtualbox.host_only_network.ip: "the host"}
@@ -414,6 +420,32 @@ def _parse_interface(key: str, value: Any) -> ipaddress.IPv4Interface:
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
         raise ConfigError(key, f"{iface.ip} is the network or broadcast address", "use a host address inside the subnet")
     return iface
+
+
+def _check_lab_addresses(
+    qemu: QemuConfig,
+    cluster_network: ipaddress.IPv4Network,
+    vip: ipaddress.IPv4Address,
+    nodes: tuple[NodeConfig, ...],
+    backends: tuple[BackendConfig, ...],
+) -> QemuConfig:
+    """The lab's client address must be free on the cluster segment."""
+    key = _key("qemu.labClientAddress")
+    client = qemu.lab_client_address or list(cluster_network.hosts())[-1]
+    _check_host_in(key, client, cluster_network, "hapx:clusterNetwork")
+    taken = {vip: "hapx:vip", **{n.cluster_address: n.name for n in nodes}}
+    taken.update({ipaddress.IPv4Address(b.address): b.name for b in backends if _is_ipv4(b.address)})
+    if client in taken:
+        raise ConfigError(key, f"{client} is already used by {taken[client]}", f"set hapx:qemu.labClientAddress to a free address in {cluster_network}")
+    return dataclasses.replace(qemu, lab_client_address=client)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_host_in(key: str, addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network, net_key: str) -> None:
@@ -532,7 +564,7 @@ def _parse_virtualbox(value: Any) -> VirtualBoxConfig:
 
 
 def _parse_qemu(value: Any) -> QemuConfig:
-    obj = _Object(_key("qemu"), value, ("imageDir", "stateDir", "accel", "sshPortBase", "labNamespace"))
+    obj = _Object(_key("qemu"), value, ("imageDir", "stateDir", "accel", "sshPortBase", "labNamespace", "labClientAddress"))
     accel = obj.get("accel", "auto", _str)
     if accel not in ("auto", "kvm", "tcg"):
         raise ConfigError(_key("qemu.accel"), f"{accel!r} is not one of: auto, kvm, tcg", "set it to auto (detect), kvm or tcg")
@@ -542,6 +574,7 @@ def _parse_qemu(value: Any) -> QemuConfig:
         accel=accel,
         ssh_port_base=obj.get("sshPortBase", 2220, lambda k, v: _int(k, v, 1024, 65000, "a TCP port")),
         lab_namespace=obj.get("labNamespace", "hapx-lab", lambda k, v: _str(k, v, re.compile(r"^[a-z0-9][a-z0-9-]{0,14}$"), "use lowercase letters, digits and '-', at most 15 characters")),
+        lab_client_address=obj.get("labClientAddress", None, _ipv4),
     )
 
 

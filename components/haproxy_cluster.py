@@ -40,6 +40,8 @@ class HaproxyClusterArgs:
 
 class HaproxyCluster(pulumi.ComponentResource):
     vip: pulumi.Output[str]
+    frontend_port: pulumi.Output[int]
+    lab_namespace: Optional[pulumi.Output[str]]
     stats_url: pulumi.Output[str]
     stats_user: pulumi.Output[str]
     stats_password: pulumi.Output[str]
@@ -155,6 +157,10 @@ class HaproxyCluster(pulumi.ComponentResource):
         )
 
         self.vip = pulumi.Output.from_input(str(cfg.vip))
+        self.frontend_port = pulumi.Output.from_input(cfg.haproxy.frontend_port)
+        # Where the VIP can be reached from when the hypervisor keeps the
+        # cluster segment in a namespace (the QEMU lab); None otherwise.
+        self.lab_namespace = getattr(network, "namespace", None)
         self.stats_url = pulumi.Output.from_input(f"http://{cfg.vip}:{cfg.haproxy.stats_port}/")
         self.stats_user = pulumi.Output.from_input(cfg.haproxy.stats_user)
         self.stats_password = secrets.stats_password
@@ -178,6 +184,8 @@ class HaproxyCluster(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "vip": self.vip,
+                "frontendPort": self.frontend_port,
+                "labNamespace": self.lab_namespace,
                 "statsUrl": self.stats_url,
                 "statsUser": self.stats_user,
                 "statsPassword": self.stats_password,

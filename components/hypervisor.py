@@ -37,6 +37,7 @@ class VmSpec:
     cpus: int
     memory_mb: int
     network: NodeNetwork
+    image: str = ""  # the base image's identity, where the driver knows it
 
     def fingerprint(self) -> str:
         """Changes to these settings replace the VM."""
@@ -127,4 +128,8 @@ def driver_for(cfg: HapxConfig, stack: str) -> HypervisorDriver:
         from .virtualbox import VirtualBoxDriver
 
         return VirtualBoxDriver(cfg, stack)
+    if cfg.hypervisor is Hypervisor.QEMU:
+        from .qemu import QemuDriver
+
+        return QemuDriver(cfg, stack)
     raise pulumi.RunError(f"hapx:hypervisor {cfg.hypervisor.value} has no driver in this version of hapx")

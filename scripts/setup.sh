@@ -11,7 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Real tools: haproxy -c, crmsh/cibadmin/crm_verify/crm_simulate, corosync -t,
 # cloud-init's schema checker, xorriso (reads ISOs back), iproute2 (netns).
-PACKAGES=(haproxy pacemaker pacemaker-cli-utils crmsh corosync cloud-init xorriso iproute2 openssh-client python3-venv)
+# The QEMU lab: qemu, qemu-img, debootstrap and mkfs.ext4 for `make image`.
+# openssh-server: the command provider's tests run a throwaway sshd.
+PACKAGES=(haproxy pacemaker pacemaker-cli-utils crmsh corosync cloud-init xorriso iproute2 openssh-client python3-venv
+  qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-server)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -36,4 +39,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing Python dependencies (requirements-dev.txt)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+say "Pulumi engine: CLI, Python language host, command provider (engine/build.sh)"
+bash engine/build.sh >/dev/null
 say "done"

@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(args.delete)
         except FileNotFoundError:
             pass
+        # Leave no empty seed directory behind after a destroy.
+        try:
+            os.rmdir(os.path.dirname(os.path.abspath(args.delete)))
+        except OSError:
+            pass
         return 0
     try:
         files = json.load(sys.stdin)

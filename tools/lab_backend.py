@@ -1,0 +1,101 @@
+"""A stand-in kube-apiserver for the QEMU lab: answers every TCP connection
+with a one-line HTTP response naming itself, so a client going through the
+VIP sees which backend HAProxy picked.
+
+    python tools/lab_backend.py --name kube-mast01 --listen 192.168.4.11:6443 \
+        [--pidfile FILE --daemon]
+
+It runs inside the lab's network namespace (lab-backends.sh starts it there)
+and only ever listens; it never connects anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import socketserver
+import sys
+
+READ_TIMEOUT_S = 2.0
+
+
+class StandInHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(READ_TIMEOUT_S)
+        try:
+            # Health checks connect and close without sending; clients send a
+            # request line. Either way, answer once and close.
+            conn.recv(4096)
+        except (socket.timeout, OSError):
+            pass
+        body = f"{self.server.backend_name}\n".encode()
+        response = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+            len(body),
+            body,
+        )
+        try:
+            conn.sendall(response)
+        except OSError:
+            pass
+
+
+class StandInServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], backend_name: str):
+        super().__init__(address, StandInHandler)
+        self.backend_name = backend_name
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def daemonize(pidfile: str) -> None:
+    """Detach from the starting shell (Pulumi waits for its command to end)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    with open(pidfile, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--listen", required=True, type=parse_listen)
+    parser.add_argument("--pidfile")
+    parser.add_argument("--daemon", action="store_true")
+    args = parser.parse_args(argv)
+
+    # Bind before detaching, so a bad address fails the starting command.
+    server = StandInServer(args.listen, args.name)
+    if args.daemon:
+        if not args.pidfile:
+            parser.error("--daemon needs --pidfile")
+        daemonize(args.pidfile)
+    elif args.pidfile:
+        with open(args.pidfile, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
