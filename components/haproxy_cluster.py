@@ -152,6 +152,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 crm_script=cluster_files.crm_script,
                 node_instance_ids=[vm.instance_id for vm in self.node_vms],
                 nodes_configured=node_configured,
+                connection_vm=self.node_vms[0].vm,
             ),
             pulumi.ResourceOptions(parent=self),
         )

@@ -51,6 +51,10 @@ class PacemakerResourceSetArgs:
     # Per-node steps that must be done before the cluster is configured
     # (nodes ready, haproxy.cfg and stats credentials in place).
     nodes_configured: Sequence[pulumi.Resource] = field(default_factory=list)
+    # The VM `connection` reaches. When it is deleted too (a destroy), the
+    # set goes with it: removing resources from a cluster that is being torn
+    # down would only wait for a dead node's SSH.
+    connection_vm: Optional[pulumi.Resource] = None
 
 
 class PacemakerResourceSet(pulumi.ComponentResource):
@@ -66,7 +70,9 @@ class PacemakerResourceSet(pulumi.ComponentResource):
                 "pacemaker/wait-cluster.sh.j2", node_count=args.node_count, timeout_s=CLUSTER_FORM_TIMEOUT_S
             ),
             triggers=list(args.node_instance_ids),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes_configured)),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.nodes_configured), deleted_with=args.connection_vm
+            ),
         )
         self.apply = remote.Command(
             f"{name}-apply",
@@ -78,7 +84,7 @@ class PacemakerResourceSet(pulumi.ComponentResource):
             # updates in place and re-runs the load.
             stdin=args.crm_script,
             triggers=list(args.node_instance_ids),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_formed]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_formed], deleted_with=args.connection_vm),
         )
         self.vip_placed = remote.Command(
             f"{name}-vip-placed",
@@ -87,7 +93,7 @@ class PacemakerResourceSet(pulumi.ComponentResource):
                 "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_ID, timeout_s=VIP_PLACE_TIMEOUT_S
             ),
             triggers=[self.apply.stdout],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply], deleted_with=args.connection_vm),
         )
         self.crm_sha = self.apply.stdout.apply(lambda out: out.rsplit("sha256=", 1)[-1].strip())
         # Where the VIP ran when hapx last applied the set; it moves on failover.
