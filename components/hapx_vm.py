@@ -2,8 +2,8 @@
 
 The VM itself is a local command running the driver's scripts. It is
 replaced when the node's identity (name, network, keys, cluster membership)
-or its size changes; a seed change that leaves the identity alone only
-updates it in place. Every remote command on the node depends on `ready`,
+or its size changes; a seed change that leaves the identity alone does not
+touch it. Every remote command on the node depends on `ready`,
 and re-runs when `instance_id` shows the VM was replaced.
 """
 
@@ -56,9 +56,11 @@ class HapxVm(pulumi.ComponentResource):
             update=args.scripts.update,
             delete=args.scripts.delete,
             interpreter=["/bin/sh", "-c"],
-            # Identity or size changed: a new VM. Seed content only: update.
+            # Identity or size changed: a new VM. A seed change that keeps the
+            # identity leaves the VM alone (the running node gets day-2 config
+            # over SSH). Nothing here may become unknown on such a change: the
+            # commands triggered by instance_id would be replaced in preview.
             triggers=[args.seed.identity_sha, args.spec.fingerprint()],
-            environment={"HAPX_SEED_SHA": args.seed.content_sha},
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[args.seed] + ([args.network] if args.network else []),

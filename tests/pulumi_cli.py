@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +50,28 @@ class PulumiWorkspace:
         return self.root / f"Pulumi.{stack}.yaml"
 
     def init_stack(self, stack: str, config: dict[str, Any]) -> None:
+        # `stack init` writes the passphrase salt into Pulumi.<stack>.yaml
+        # next to the project file it finds; run it beside a copy of the
+        # project file, so that lands in the test's own config file and the
+        # clone stays clean.
+        shutil.copy(REPO / "Pulumi.yaml", self.root / "Pulumi.yaml")
+        self.run("stack", "init", stack, check=True, cwd=self.root)
         self.write_config(stack, config)
-        self.run("stack", "init", stack, check=True)
 
     def write_config(self, stack: str, config: dict[str, Any]) -> None:
-        self.config_file(stack).write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        """Set the stack's config, keeping what Pulumi keeps there (the salt)."""
+        path = self.config_file(stack)
+        current = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+        current["config"] = config
+        path.write_text(yaml.safe_dump(current, sort_keys=False))
 
-    def run(self, *args: str, stack: str | None = None, check: bool = False, timeout: float = 1800) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, stack: str | None = None, check: bool = False, timeout: float = 1800, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess:
         cmd = ["pulumi", *args, "--non-interactive"]
         if stack is not None:
             cmd += ["--stack", stack, "--config-file", str(self.config_file(stack))]
-        proc = subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return proc
@@ -73,33 +85,30 @@ class PulumiWorkspace:
         return json.loads(self.run(*args, check=True).stdout)
 
 
-def secret_plaintexts(decrypted_export: dict) -> list[str]:
-    """Every value the state marks secret, decrypted (from `export --show-secrets`)."""
+def generated_secrets(decrypted_export: dict) -> list[str]:
+    """The secrets hapx generates, read from `stack export --show-secrets`:
+    the output of each generator command under the StackSecrets component
+    (password, authkey; for key pairs, the private key and each of its lines,
+    which must not leak one by one either)."""
     found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
-                plain = value.get("plaintext", value.get("value"))
-                collect(json.loads(plain) if isinstance(plain, str) and plain[:1] in '"{[' else plain)
-                return
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    def collect(value: Any) -> None:
-        if isinstance(value, str):
-            # Short strings ("", "0") would match anywhere; they are not secrets.
-            if len(value) >= 8:
-                found.append(value)
-        elif isinstance(value, dict):
-            for v in value.values():
-                collect(v)
-        elif isinstance(value, list):
-            for v in value:
-                collect(v)
-
-    walk(decrypted_export)
+    for resource in decrypted_export["deployment"].get("resources") or []:
+        if "$hapx:index:StackSecrets$" not in resource["urn"]:
+            continue
+        stdout = _plain((resource.get("outputs") or {}).get("stdout"))
+        if not stdout:
+            continue
+        if "PRIVATE KEY" in stdout:
+            block = stdout[stdout.index("-----BEGIN") : stdout.index("PRIVATE KEY-----", stdout.index("-----END")) + 16]
+            found.append(block)
+            found += [line for line in block.splitlines()[1:-1] if len(line) >= 16]
+        else:
+            found.append(stdout.strip())
     return found
+
+
+def _plain(value: Any) -> Any:
+    """A value from a decrypted export, with the secret wrapper taken off."""
+    if isinstance(value, dict) and value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
+        plain = value.get("plaintext", value.get("value"))
+        return json.loads(plain) if isinstance(plain, str) and plain[:1] == '"' else plain
+    return value

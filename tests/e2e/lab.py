@@ -1,0 +1,198 @@
+"""An e2e lab stack: the lab topology (Pulumi.lab.yaml) with its own
+namespace, SSH ports and state directory, driven by the real engine.
+
+Everything it starts it can find again from its state directory (pid files)
+and its namespace, so `force_cleanup` removes it even when `pulumi destroy`
+failed. Traffic goes only to 127.0.0.1 (SSH forwards) and into the lab's
+own namespace (the VIP, stand-in backends).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import REPO, stack_config
+from tests.pulumi_cli import PulumiWorkspace
+
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+
+
+def free_port_base(count: int, start: int) -> int:
+    """A run of `count` free loopback ports at or above `start`."""
+    base = start
+    while base < 60000:
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+        base += count
+    raise RuntimeError("no free loopback ports for the lab's SSH forwards")
+
+
+@dataclass
+class LabStack:
+    workspace: PulumiWorkspace
+    stack: str
+    namespace: str
+    state_dir: Path
+    config: dict
+
+    @classmethod
+    def create(cls, workspace: PulumiWorkspace, stack: str, state_dir: Path, port_start: int) -> "LabStack":
+        config = copy.deepcopy(stack_config("lab"))
+        namespace = f"hx-{stack}-{os.getpid() % 10000}"[:15]
+        config["hapx:qemu"] = dict(
+            config["hapx:qemu"],
+            labNamespace=namespace,
+            sshPortBase=free_port_base(len(config["hapx:nodes"]), port_start),
+            stateDir=str(state_dir),
+        )
+        lab = cls(workspace, stack, namespace, state_dir, config)
+        workspace.init_stack(stack, config)
+        return lab
+
+    # -- Pulumi ------------------------------------------------------------
+    def pulumi(self, *args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return self.workspace.run(*args, stack=self.stack, check=check, timeout=timeout)
+
+    def up(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.pulumi("up", "--yes", "--skip-preview", *extra, check=check)
+
+    def set_config(self, config: dict) -> None:
+        self.workspace.write_config(self.stack, config)
+        self.config = config
+
+    def outputs(self, show_secrets: bool = False) -> dict:
+        return self.workspace.outputs(self.stack, show_secrets=show_secrets)
+
+    # -- Nodes ----------------------------------------------------------------
+    @property
+    def nodes(self) -> list[str]:
+        return [n["name"] for n in self.config["hapx:nodes"]]
+
+    def ssh_port(self, node: str) -> int:
+        return self.config["hapx:qemu"]["sshPortBase"] + self.nodes.index(node)
+
+    def key_file(self) -> Path:
+        path = self.state_dir.parent / f"{self.stack}-admin-key"
+        if not path.exists():
+            key = self.outputs(show_secrets=True)["adminPrivateKey"]
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(key if key.endswith("\n") else key + "\n")
+        return path
+
+    def ssh(self, node: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [
+            "ssh", "-i", str(self.key_file()), "-p", str(self.ssh_port(node)),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            f"{self.config.get('hapx:adminUser', 'debian')}@127.0.0.1", command,
+        ]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def vip_holders(self, alive: list[str] | None = None) -> list[str]:
+        vip = self.config["hapx:vip"]
+        holders = []
+        for node in alive or self.nodes:
+            out = self.ssh(node, "ip -o -4 addr show").stdout
+            if f" {vip}/" in out:
+                holders.append(node)
+        return holders
+
+    def vm_pid(self, node: str) -> int:
+        return int((self.state_dir / self.stack / "vms" / node / "qemu.pid").read_text())
+
+    def instance_id(self, node: str) -> str:
+        return (self.state_dir / self.stack / "vms" / node / "instance-id").read_text().strip()
+
+    # -- The lab's own clients -------------------------------------------------
+    def in_namespace(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.namespace, *args], capture_output=True, text=True, timeout=timeout)
+
+    def probe(self, port: int | None = None, duration_s: float = 2, interval_ms: int = 20, stop_after_recovery: bool = False) -> dict:
+        port = port or self.config["hapx:haproxy"]["frontendPort"]
+        args = [PYTHON, str(REPO / "tools" / "vip_probe.py"), "--target", f"{self.config['hapx:vip']}:{port}",
+                "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
+        if stop_after_recovery:
+            args.append("--stop-after-recovery")
+        proc = self.in_namespace(*args, timeout=duration_s + 30)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def stats_status(self, user: str, password: str) -> int:
+        """HTTP status of the stats page at the VIP for these credentials."""
+        code = (
+            "import base64,sys,urllib.request as u\n"
+            "r=u.Request(sys.argv[1],headers={'Authorization':'Basic '+base64.b64encode(sys.argv[2].encode()).decode()})\n"
+            "try:\n print(u.urlopen(r,timeout=5).status)\n"
+            "except u.HTTPError as e:\n print(e.code)\n"
+        )
+        url = f"http://{self.config['hapx:vip']}:{self.config['hapx:haproxy']['statsPort']}/"
+        proc = self.in_namespace(PYTHON, "-c", code, url, f"{user}:{password}", timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout.strip())
+
+    # -- What is left ------------------------------------------------------------
+    def leftovers(self) -> list[str]:
+        """Everything of this stack still on the host: processes, files, namespace, taps."""
+        found = []
+        marker = f"hapx-{self.stack}-"
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if ("qemu-system" in cmdline and f"-name {marker}" in cmdline) or (
+                "lab_backend.py" in cmdline and str(self.state_dir) in cmdline
+            ):
+                found.append(f"process {entry.name}: {cmdline[:120]}")
+        stack_dir = self.state_dir / self.stack
+        if stack_dir.exists():
+            found += [f"file {p}" for p in stack_dir.rglob("*")] or [f"directory {stack_dir}"]
+        if self.namespace in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
+            found.append(f"namespace {self.namespace}")
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        for node in self.nodes:
+            tap = "hxt" + hashlib.sha256(f"{self.stack}/{node}".encode()).hexdigest()[:10]
+            if f" {tap}:" in links or f" {tap}@" in links:
+                found.append(f"tap {tap}")
+        return found
+
+    def force_cleanup(self) -> None:
+        """After a failed test: stop what this stack started, by its pid files."""
+        for pidfile in (self.state_dir / self.stack).rglob("*.pid") if (self.state_dir / self.stack).exists() else []:
+            try:
+                pid = int(pidfile.read_text().strip())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if b"qemu-system" in cmdline or b"lab_backend.py" in cmdline:
+                os.kill(pid, signal.SIGKILL)
+        subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 1.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval_s)
