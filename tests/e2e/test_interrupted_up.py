@@ -63,6 +63,7 @@ def test_interrupted_up_reruns_to_convergence(lab):
 
     # Re-run: whatever the first run left pending, the second converges.
     rerun = lab.up(check=False)
+    print(f"\nre-run after the interruption: exit {rerun.returncode}")
     if rerun.returncode != 0:
         # Pulumi refuses to continue over operations it saw start but not
         # finish; the documented fix is to let it drop them and run again.
