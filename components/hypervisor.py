@@ -44,6 +44,12 @@ class VmSpec:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
+# The VM's update script when only its seed changed (same path, same
+# identity): the guest read the seed at first boot and the next boot reads
+# the new one; the day-2 commands carry the change to the running node.
+SEED_UPDATED_SCRIPT = "echo 'hapx: seed updated; the VM keeps running'"
+
+
 @dataclass(frozen=True)
 class VmScripts:
     create: str

@@ -20,6 +20,7 @@ import pulumi
 
 from .config import HapxConfig, NodeConfig
 from .hypervisor import (
+    SEED_UPDATED_SCRIPT,
     HypervisorDriver,
     SshEndpoint,
     VmScripts,
@@ -111,9 +112,7 @@ class QemuDriver(HypervisorDriver):
         return VmScripts(
             create=render_template("qemu/vm-create.sh.j2", **values),
             delete=render_template("qemu/vm-delete.sh.j2", **values),
-            # As on VirtualBox: the seed is read at first boot; a running VM
-            # keeps running and the day-2 commands carry the change.
-            update="echo 'hapx: seed updated; the VM keeps running'",
+            update=SEED_UPDATED_SCRIPT,
         )
 
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:

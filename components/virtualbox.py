@@ -15,6 +15,7 @@ import pulumi
 
 from .config import HapxConfig, NodeConfig
 from .hypervisor import (
+    SEED_UPDATED_SCRIPT,
     HypervisorDriver,
     NetworkScripts,
     SshEndpoint,
@@ -79,10 +80,7 @@ class VirtualBoxDriver(HypervisorDriver):
         return VmScripts(
             create=render_template("virtualbox/vm-create.sh.j2", **values),
             delete=render_template("virtualbox/vm-delete.sh.j2", **values),
-            # The seed was rewritten in place (same path, same identity): a
-            # running VM has read it already and the next boot reads the new
-            # one, so there is nothing to do on the VM itself.
-            update="echo 'hapx: seed updated; the VM keeps running'",
+            update=SEED_UPDATED_SCRIPT,
         )
 
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:

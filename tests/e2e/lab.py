@@ -176,6 +176,12 @@ class LabStack:
                 found.append(f"tap {tap}")
         return found
 
+    def teardown(self) -> None:
+        """After the tests (or a failed one): destroy, then remove by pid files what is left."""
+        if self.leftovers():
+            self.pulumi("destroy", "--yes", "--skip-preview", check=False, timeout=900)
+            self.force_cleanup()
+
     def force_cleanup(self) -> None:
         """After a failed test: stop what this stack started, by its pid files."""
         for pidfile in (self.state_dir / self.stack).rglob("*.pid") if (self.state_dir / self.stack).exists() else []:

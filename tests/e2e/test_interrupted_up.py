@@ -20,9 +20,7 @@ pytestmark = pytest.mark.e2e
 def lab(workspace, tmp_path_factory):
     lab = LabStack.create(workspace, "e2eint", tmp_path_factory.mktemp("lab-state"), port_start=24300)
     yield lab
-    if lab.leftovers():
-        lab.pulumi("destroy", "--yes", "--skip-preview", check=False, timeout=900)
-        lab.force_cleanup()
+    lab.teardown()
 
 
 def interrupt_up_when(lab: LabStack, marker: str, timeout_s: float = 600) -> str:

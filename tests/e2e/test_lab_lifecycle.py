@@ -25,9 +25,7 @@ FIGURES: dict[str, float] = {}
 def lab(workspace, tmp_path_factory):
     lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
     yield lab
-    if lab.leftovers():
-        lab.pulumi("destroy", "--yes", "--skip-preview", check=False, timeout=900)
-        lab.force_cleanup()
+    lab.teardown()
     print("\nlab figures:", json.dumps(FIGURES))
 
 
