@@ -92,6 +92,9 @@ class PacemakerConfig:
     monitor_interval_s: int
     monitor_timeout_s: int
     failure_timeout_s: int
+    # haproxy runs on every node (a clone) and only the VIP moves; False:
+    # one haproxy instance that moves with the VIP (the reference design).
+    haproxy_on_all_nodes: bool
 
 
 @dataclass(frozen=True)
@@ -348,7 +351,7 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
     pm = _Object(
         _key("pacemaker"),
         ours.get("pacemaker"),
-        ("stickiness", "migrationThreshold", "monitorIntervalS", "monitorTimeoutS", "failureTimeoutS"),
+        ("stickiness", "migrationThreshold", "monitorIntervalS", "monitorTimeoutS", "failureTimeoutS", "haproxyOnAllNodes"),
     )
     pacemaker = PacemakerConfig(
         stickiness=pm.get("stickiness", 100, lambda k, v: _int(k, v, 0, 1000000)),
@@ -356,6 +359,7 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
         monitor_interval_s=pm.get("monitorIntervalS", 20, lambda k, v: _int(k, v, 1, 3600, "seconds")),
         monitor_timeout_s=pm.get("monitorTimeoutS", 60, lambda k, v: _int(k, v, 1, 3600, "seconds")),
         failure_timeout_s=pm.get("failureTimeoutS", 60, lambda k, v: _int(k, v, 0, 86400, "seconds")),
+        haproxy_on_all_nodes=pm.get("haproxyOnAllNodes", True, _bool),
     )
 
     virtualbox = _parse_virtualbox(ours.get("virtualbox")) if hypervisor is Hypervisor.VIRTUALBOX else None

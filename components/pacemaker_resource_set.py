@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from .rendering import CRM_IDS, HAPROXY_ID, VIP_ID, render_template
+from .rendering import CRM_IDS, HAPROXY_CLONE_ID, VIP_ID, render_template
 
 CLUSTER_FORM_TIMEOUT_S = 600
 VIP_PLACE_TIMEOUT_S = 180
@@ -34,7 +34,7 @@ def remove_script() -> str:
     return render_template(
         "pacemaker/remove.sh.j2",
         ids=CRM_IDS,
-        resources=(HAPROXY_ID, VIP_ID),
+        resources=(VIP_ID, HAPROXY_CLONE_ID),
         properties=CLUSTER_PROPERTIES,
         timeout_s=RESOURCE_STOP_TIMEOUT_S,
     )
@@ -90,7 +90,7 @@ class PacemakerResourceSet(pulumi.ComponentResource):
             f"{name}-vip-placed",
             connection=args.connection,
             create=render_template(
-                "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_ID, timeout_s=VIP_PLACE_TIMEOUT_S
+                "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_CLONE_ID, timeout_s=VIP_PLACE_TIMEOUT_S
             ),
             triggers=[self.apply.stdout],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply], deleted_with=args.connection_vm),

@@ -25,9 +25,11 @@ STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
 # Pacemaker ids of what hapx adds to the CIB (and removes on destroy).
 VIP_ID = "hapx-vip"
 HAPROXY_ID = "hapx-haproxy"
-COLOCATION_ID = "hapx-haproxy-with-vip"
-ORDER_ID = "hapx-vip-before-haproxy"
-CRM_IDS = (ORDER_ID, COLOCATION_ID, HAPROXY_ID, VIP_ID)
+HAPROXY_CLONE_ID = "hapx-haproxy-clone"
+COLOCATION_ID = "hapx-vip-with-haproxy"
+ORDER_ID = "hapx-haproxy-before-vip"
+# Constraints first: the remove script deletes in this order.
+CRM_IDS = (ORDER_ID, COLOCATION_ID, VIP_ID, HAPROXY_CLONE_ID, HAPROXY_ID)
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -157,6 +159,8 @@ def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
         vip_interface=cfg.vip_interface,
         vip_id=VIP_ID,
         haproxy_id=HAPROXY_ID,
+        haproxy_clone_id=HAPROXY_CLONE_ID,
+        haproxy_instances=len(cfg.nodes) if pm.haproxy_on_all_nodes else 1,
         colocation_id=COLOCATION_ID,
         order_id=ORDER_ID,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.pacemaker_resource_set import apply_script, remove_script
-from components.rendering import CRM_IDS, HAPROXY_ID, VIP_ID
+from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID
 
 from .conftest import require_tool, run
 
@@ -48,22 +48,53 @@ def _started_on(output: str, resource: str) -> str:
     return match.group(1)
 
 
-def test_crm_script_loads_verifies_and_fails_over(rendered_dev, empty_cib, tmp_path):
-    _crm_load(empty_cib, rendered_dev / "pacemaker.crm")
+def _haproxy_nodes(output: str) -> set[str]:
+    """Nodes where a haproxy clone instance runs after the transition."""
+    revised = output.split("Revised Cluster Status:", 1)[1]
+    clone = revised.split(f"Clone Set: {HAPROXY_CLONE_ID}", 1)[1]
+    match = re.search(r"\* Started: \[ ([^\]]*) \]", clone.split("Clone Set:", 1)[0])
+    return set(match.group(1).split()) if match else set()
+
+
+def _crm_script(haproxy_on_all_nodes: bool) -> str:
+    from tests.conftest import stack_config
+    from components.config import parse_config
+    from components.rendering import render_cluster_files
+
+    raw = stack_config("dev")
+    raw["hapx:pacemaker"] = {"haproxyOnAllNodes": haproxy_on_all_nodes}
+    return render_cluster_files(parse_config(raw), "dev").crm_script
+
+
+def test_dev_stack_runs_haproxy_on_all_nodes(rendered_dev):
+    text = (rendered_dev / "pacemaker.crm").read_text()
+    assert f"clone {HAPROXY_CLONE_ID} {HAPROXY_ID} meta clone-max=2" in text
+
+
+@pytest.mark.parametrize("haproxy_on_all_nodes", [True, False], ids=["haproxy-on-all-nodes", "haproxy-moves-with-vip"])
+def test_crm_script_loads_verifies_and_fails_over(haproxy_on_all_nodes, empty_cib, tmp_path):
+    script = tmp_path / "pacemaker.crm"
+    script.write_text(_crm_script(haproxy_on_all_nodes))
+    _crm_load(empty_cib, script)
     verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     both_up = tmp_path / "up.xml"
     out = _simulate(empty_cib, *sum((["--node-up", n] for n in NODES), []), "-S", "-O", str(both_up))
     active = _started_on(out, VIP_ID)
-    assert _started_on(out, HAPROXY_ID) == active, "VIP and haproxy must start on the same node"
+    expected = set(NODES) if haproxy_on_all_nodes else {active}
+    assert _haproxy_nodes(out) == expected, "haproxy must run where the VIP is (and, cloned, everywhere)"
 
     out = _simulate(both_up, "--node-fail", active, "-S")
     survivor = _started_on(out, VIP_ID)
     assert survivor != active and survivor in NODES
-    assert _started_on(out, HAPROXY_ID) == survivor, "haproxy must move with the VIP"
-    order = out.split("Executing Cluster Transition:", 1)[1]
-    assert order.index(f"{VIP_ID} ") < order.index(f"{HAPROXY_ID} "), "VIP must start before haproxy"
+    assert _haproxy_nodes(out) == {survivor}, "the VIP must land where haproxy runs"
+    transition = out.split("Executing Cluster Transition:", 1)[1]
+    if haproxy_on_all_nodes:
+        # Failover only moves the address: haproxy is already running.
+        assert HAPROXY_ID not in transition.split("Revised Cluster Status:", 1)[0]
+    else:
+        assert transition.index(f"{HAPROXY_ID}") < transition.index(f"{VIP_ID} "), "haproxy must start before the VIP"
 
 
 def test_crm_script_has_one_property_line(rendered_dev):
@@ -111,6 +142,7 @@ def test_apply_script_fails_when_the_load_leaves_resources_out(empty_cib, fake_s
     partial = (
         "property cib-bootstrap-options: stonith-enabled=false\n"
         "primitive hapx-haproxy systemd:haproxy op monitor interval=20s\n"
+        "clone hapx-haproxy-clone hapx-haproxy\n"
     )
     result = run(["sh", "-c", apply_script(crm_flags="-F ")], input=partial, env=env)
     assert result.returncode != 0
