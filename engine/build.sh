@@ -49,7 +49,14 @@ build() {
   if [ ! -x "$out/$name" ]; then
     say "building $name (cached afterwards in $out)"
     local started=$SECONDS
-    (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/.$name.tmp" "$pkg")
+    # go build is silent for minutes on a cold cache: say it is still going.
+    (while sleep 30; do say "still building $name ($((SECONDS - started)) s)"; done) &
+    local ticker=$!
+    if ! (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/.$name.tmp" "$pkg"); then
+      kill "$ticker" 2>/dev/null
+      return 1
+    fi
+    kill "$ticker" 2>/dev/null
     mv "$out/.$name.tmp" "$out/$name"
     say "built $name in $((SECONDS - started)) s"
   else
