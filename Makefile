@@ -5,7 +5,7 @@ OUT ?= out/$(STACK)
 PYTHON := .venv/bin/python
 PULUMI := scripts/pulumi.sh
 
-.PHONY: help setup engine image lab up preview destroy ssh-key test test-unit test-rendered test-engine test-e2e render clean
+.PHONY: help setup engine image lab up preview destroy ssh-key bench test test-unit test-rendered test-engine test-e2e render clean
 
 help:
 	@echo "make lab                   from nothing: set-up, engine, base image, then 'pulumi up' of the QEMU lab stack"
@@ -16,6 +16,7 @@ help:
 	@echo "make up STACK=lab          pulumi up of a stack"
 	@echo "make destroy STACK=lab     pulumi destroy of a stack"
 	@echo "make ssh-key STACK=lab     write the stack's admin key to ~/.ssh/hapx-STACK for the sshCommands output"
+	@echo "make bench [BENCH_ARGS=...] failover benchmark on the lab (see bench/failover.py; prints figures)"
 	@echo "make render STACK=dev OUT=dir   write every generated file for a stack, creating nothing"
 	@echo "make clean                 remove render output and caches in the work tree"
 
@@ -48,6 +49,10 @@ destroy:
 ssh-key:
 	@mkdir -p ~/.ssh && umask 077 && $(PULUMI) stack output --stack $(STACK) --show-secrets adminPrivateKey > ~/.ssh/hapx-$(STACK)
 	@echo "wrote ~/.ssh/hapx-$(STACK)"
+
+BENCH_ARGS ?= --runs 3
+bench: image
+	$(PYTHON) -m bench.failover $(BENCH_ARGS)
 
 test: image
 	$(PYTHON) -m pytest -q tests

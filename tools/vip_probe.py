@@ -15,9 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import sys
 import time
+
+# SIGTERM ends the loop early but still reports (a benchmark stops the probe
+# when the change it measures is done).
+_stop = False
+
+
+def _request_stop(*_: object) -> None:
+    global _stop
+    _stop = True
 
 
 def probe_once(host: str, port: int, timeout_s: float) -> str | None:
@@ -46,7 +56,7 @@ def run(host: str, port: int, interval_s: float, duration_s: float, timeout_s: f
     first_failure = recovered = None
     backends: dict[str, int] = {}
     next_at = start
-    while time.monotonic() - start < duration_s:
+    while time.monotonic() - start < duration_s and not _stop:
         now = time.monotonic()
         name = probe_once(host, port, timeout_s)
         probes += 1
@@ -61,7 +71,8 @@ def run(host: str, port: int, interval_s: float, duration_s: float, timeout_s: f
                 if stop_after_recovery:
                     break
         next_at += interval_s
-        time.sleep(max(0.0, next_at - time.monotonic()))
+        if not _stop:
+            time.sleep(max(0.0, next_at - time.monotonic()))
     window = None
     if first_failure is not None and recovered is not None:
         window = round(recovered - first_failure, 3)
@@ -85,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-ms", type=int, default=500)
     parser.add_argument("--stop-after-recovery", action="store_true", help="end at the first success after a failure")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _request_stop)
     host, _, port = args.target.rpartition(":")
     if args.duration_s > 3600 or args.interval_ms < 1:
         parser.error("keep the loop bounded: --duration-s at most 3600, --interval-ms at least 1")

@@ -97,14 +97,15 @@ class LabStack:
                 f.write(key if key.endswith("\n") else key + "\n")
         return path
 
-    def ssh(self, node: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def ssh(self, node: str, command: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
         cmd = [
             "ssh", "-i", str(self.key_file()), "-p", str(self.ssh_port(node)),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
             f"{self.config.get('hapx:adminUser', 'debian')}@127.0.0.1", command,
         ]  # fmt: skip
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **feed)
 
     def vip_holders(self, alive: list[str] | None = None) -> list[str]:
         vip = self.config["hapx:vip"]
