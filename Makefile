@@ -54,8 +54,9 @@ BENCH_ARGS ?= --runs 3
 bench: image
 	$(PYTHON) -m bench.failover $(BENCH_ARGS)
 
+# -v and unbuffered: a long run (the e2e tests boot VMs) shows each test as it ends.
 test: image
-	$(PYTHON) -m pytest -q tests
+	PYTHONUNBUFFERED=1 $(PYTHON) -m pytest -v --durations=15 tests
 
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit

@@ -30,6 +30,17 @@ def lab_prerequisites():
     print(f"\nbase image: {json.loads((IMAGE_DIR / 'image.json').read_text())['key']}")
 
 
+# Figures the e2e tests measure, printed at the end of the run (CI log).
+FIGURES: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("lab figures")
+        for key, value in FIGURES.items():
+            terminalreporter.write_line(f"{key}: {value}")
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> PulumiWorkspace:
     return PulumiWorkspace(tmp_path_factory.mktemp("pulumi"))

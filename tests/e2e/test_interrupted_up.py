@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.conftest import FIGURES
 from tests.e2e.lab import LabStack
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,7 @@ def test_interrupted_up_reruns_to_convergence(lab):
 
     # Re-run: whatever the first run left pending, the second converges.
     rerun = lab.up(check=False)
-    print(f"\nre-run after the interruption: exit {rerun.returncode}")
+    FIGURES["interruptedUpRerunExit"] = rerun.returncode
     if rerun.returncode != 0:
         # Pulumi refuses to continue over operations it saw start but not
         # finish; the documented fix is to let it drop them and run again.

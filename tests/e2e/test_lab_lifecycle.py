@@ -14,11 +14,11 @@ import time
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.conftest import FIGURES
 from tests.e2e.lab import PYTHON, LabStack, wait_for
 from tests.pulumi_cli import generated_secrets
 
 pytestmark = pytest.mark.e2e
-FIGURES: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,6 @@ def lab(workspace, tmp_path_factory):
     lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
     yield lab
     lab.teardown()
-    print("\nlab figures:", json.dumps(FIGURES))
 
 
 def test_up_from_nothing_serves_the_vip(lab):
