@@ -341,7 +341,9 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
         raise ConfigError(_key("haproxy.statsPort"), f"equals haproxy.frontendPort ({haproxy.frontend_port})", "use two different ports")
 
     coro = _Object(_key("corosync"), ours.get("corosync"), ("tokenMs", "consensusMs"))
-    token = coro.get("tokenMs", 3000, lambda k, v: _int(k, v, 200, 60000, "milliseconds"))
+    # 1 s, not corosync's 3 s: detection plus consensus (1.2 x token) is most
+    # of a failover (docs/benchmarks.md); 1 s still rides out a busy host.
+    token = coro.get("tokenMs", 1000, lambda k, v: _int(k, v, 200, 60000, "milliseconds"))
     consensus = coro.get("consensusMs", int(token * 1.2), lambda k, v: _int(k, v, 240, 72000, "milliseconds"))
     if consensus < int(token * 1.2):
         # corosync.conf(5): consensus must be at least 1.2 x token or membership flaps.
@@ -356,7 +358,8 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
     pacemaker = PacemakerConfig(
         stickiness=pm.get("stickiness", 100, lambda k, v: _int(k, v, 0, 1000000)),
         migration_threshold=pm.get("migrationThreshold", 2, lambda k, v: _int(k, v, 1, 1000000)),
-        monitor_interval_s=pm.get("monitorIntervalS", 20, lambda k, v: _int(k, v, 1, 3600, "seconds")),
+        # A dead haproxy is noticed within one interval (the reference: 20 s).
+        monitor_interval_s=pm.get("monitorIntervalS", 5, lambda k, v: _int(k, v, 1, 3600, "seconds")),
         monitor_timeout_s=pm.get("monitorTimeoutS", 60, lambda k, v: _int(k, v, 1, 3600, "seconds")),
         failure_timeout_s=pm.get("failureTimeoutS", 60, lambda k, v: _int(k, v, 0, 86400, "seconds")),
         haproxy_on_all_nodes=pm.get("haproxyOnAllNodes", True, _bool),

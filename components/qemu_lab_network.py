@@ -18,7 +18,10 @@ import pulumi
 from pulumi_command import local
 
 from .config import BackendConfig, HapxConfig
+from .hypervisor import stable_mac
 from .qemu import LAB_BRIDGE, lab_device
+
+LAB_BRIDGE_OUI = "02:68:78"  # locally administered ("hx")
 from .rendering import render_template
 
 LAB_PYTHON = ".venv/bin/python"
@@ -60,6 +63,8 @@ class QemuLabNetwork(pulumi.ComponentResource):
             bridge=LAB_BRIDGE,
             vlan=cfg.cluster_vlan,
             lab_device=lab_device(cfg.cluster_vlan),
+            # Locally administered (02:...), the same on every run of this lab.
+            bridge_mac=stable_mac(LAB_BRIDGE_OUI, cfg.qemu.lab_namespace, "bridge"),
         )
         # Addresses are part of the namespace's create script, so a backend
         # change updates this command in place (`ip addr replace`), it does

@@ -120,6 +120,9 @@ def test_powering_off_the_vip_holder_moves_the_vip(lab):
     result = json.loads(out)
     assert result["recoveredS"] is not None, result
     FIGURES["powerOffUnavailableS"] = result["unavailableS"]
+    # A generous sanity bound, not a benchmark (make bench measures): it
+    # caught a lab bridge whose MAC changed with its ports (~50 s outage).
+    assert result["unavailableS"] < 30, result
     assert lab.vip_holders(alive=[survivor]) == [survivor]
     assert lab.probe(duration_s=1, interval_ms=50)["failures"] == 0
 
