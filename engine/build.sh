@@ -73,7 +73,7 @@ if existing=$(on_path pulumi); then
   say "pulumi: using $existing ($("$existing" version 2>/dev/null || echo 'version unknown'))"
   rm -f "$bin/pulumi"
 else
-  say "pulumi: not on PATH; building v$PULUMI_VERSION from the Go module proxy (first time: 3 to 6 minutes)"
+  say "pulumi: not on PATH; using hapx's build of v$PULUMI_VERSION from the Go module proxy (the first build takes 3 to 6 minutes)"
   build pulumi "$here/cli" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
     "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
 fi
