@@ -15,7 +15,7 @@ help:
 	@echo "make preview STACK=dev     pulumi preview of a stack (local file backend in .state/)"
 	@echo "make up STACK=lab          pulumi up of a stack"
 	@echo "make destroy STACK=lab     pulumi destroy of a stack"
-	@echo "make ssh-key STACK=lab     write the stack's admin key to ~/.ssh/hapx-STACK for the sshCommands output"
+	@echo "make ssh-key STACK=lab     write the stack's admin key and the nodes' host keys to ~/.ssh/hapx-STACK{,.known_hosts}"
 	@echo "make bench [BENCH_ARGS=...] failover benchmark on the lab (see bench/failover.py; prints figures)"
 	@echo "make render STACK=dev OUT=dir   write every generated file for a stack, creating nothing"
 	@echo "make clean                 remove render output and caches in the work tree"
@@ -48,7 +48,8 @@ destroy:
 
 ssh-key:
 	@mkdir -p ~/.ssh && umask 077 && $(PULUMI) stack output --stack $(STACK) --show-secrets adminPrivateKey > ~/.ssh/hapx-$(STACK)
-	@echo "wrote ~/.ssh/hapx-$(STACK)"
+	@$(PULUMI) stack output --stack $(STACK) knownHosts > ~/.ssh/hapx-$(STACK).known_hosts
+	@echo "wrote ~/.ssh/hapx-$(STACK) and ~/.ssh/hapx-$(STACK).known_hosts (the nodes' pinned host keys)"
 
 BENCH_ARGS ?= --runs 3
 bench: image

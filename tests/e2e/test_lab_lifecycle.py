@@ -51,6 +51,17 @@ def test_up_from_nothing_serves_the_vip(lab):
 
     # The stats page wants the stack's password.
     outputs = lab.outputs(show_secrets=True)
+
+    # The exported host keys are the ones the nodes present: strict checking passes.
+    known_hosts = lab.state_dir.parent / "e2e-known_hosts"
+    known_hosts.write_text(outputs["knownHosts"])
+    strict = subprocess.run(
+        ["ssh", "-i", str(lab.key_file()), "-p", str(lab.ssh_port(lab.nodes[1])),
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+         "debian@127.0.0.1", "true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert strict.returncode == 0, strict.stderr
     assert lab.stats_status(outputs["statsUser"], outputs["statsPassword"]) == 200
     assert lab.stats_status(outputs["statsUser"], "not-the-password") == 401
     FIGURES["qemuRssMiB"] = max(

@@ -213,7 +213,9 @@ def test_outputs(cluster):
         assert vip == "192.168.4.20"
         assert url == "http://192.168.4.20:32700/"
         assert nodes["hapx-node01"] == {"vm": "hapx-node01", "sshHost": "192.168.56.21", "sshPort": 22, "clusterAddress": "192.168.4.21"}
-        assert ssh["hapx-node02"] == "ssh -i ~/.ssh/hapx-test -p 22 debian@192.168.56.22"
+        assert ssh["hapx-node02"] == (
+            "ssh -i ~/.ssh/hapx-test -o UserKnownHostsFile=~/.ssh/hapx-test.known_hosts -p 22 debian@192.168.56.22"
+        )
 
     return pulumi.Output.all(cluster.vip, cluster.stats_url, cluster.nodes, cluster.ssh_commands).apply(check)
 
