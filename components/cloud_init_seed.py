@@ -18,7 +18,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import local
 
-from .rendering import NodeFiles, sha256_text
+from .rendering import NodeFiles
 
 SEED_TOOL = ".venv/bin/python tools/seed_iso.py"
 
@@ -32,7 +32,6 @@ class CloudInitSeedArgs:
 
 class CloudInitSeed(pulumi.ComponentResource):
     iso_path: pulumi.Output[str]
-    content_sha: pulumi.Output[str]
     identity_sha: pulumi.Output[str]
 
     def __init__(self, name: str, args: CloudInitSeedArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -50,9 +49,8 @@ class CloudInitSeed(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stderr"]),
         )
         self.iso_path = self.iso.stdout.apply(lambda _: args.iso_path)
-        self.content_sha = pulumi.Output.secret(files.apply(lambda f: sha256_text(f.seed_payload())))
         self.identity_sha = pulumi.Output.secret(files.apply(lambda f: f.identity_sha))
         self.register_outputs(
-            {"isoPath": self.iso_path, "contentSha": self.content_sha, "identitySha": self.identity_sha}
+            {"isoPath": self.iso_path, "identitySha": self.identity_sha}
         )
 

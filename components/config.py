@@ -15,7 +15,7 @@ import dataclasses
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
