@@ -37,3 +37,5 @@ pulumi.export("nodes", cluster.nodes)
 pulumi.export("sshCommands", cluster.ssh_commands)
 pulumi.export("knownHosts", cluster.known_hosts)
 pulumi.export("adminPrivateKey", cluster.admin_private_key)
+if cluster.fence_host_public_key is not None:
+    pulumi.export("fenceHostPublicKey", cluster.fence_host_public_key)

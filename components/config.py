@@ -98,6 +98,19 @@ class PacemakerConfig:
 
 
 @dataclass(frozen=True)
+class FencingConfig:
+    # STONITH on: a node that loses its peer power-cycles it before taking
+    # over, so a cut link never leaves two nodes holding the VIP.
+    enabled: bool
+    # fence_heuristics_ping targets: a node that reaches none of them (it is
+    # the one cut off) does not fence its peer. Empty: no heuristic.
+    ping_targets: tuple[str, ...]
+    # VirtualBox only: the host fence_vbox reaches over SSH to run VBoxManage.
+    host_address: Optional[ipaddress.IPv4Address]
+    host_user: Optional[str]
+
+
+@dataclass(frozen=True)
 class NodeSizeConfig:
     cpus: int
     memory_mb: int
@@ -141,6 +154,7 @@ class HapxConfig:
     haproxy: HaproxyConfig
     corosync: CorosyncConfig
     pacemaker: PacemakerConfig
+    fencing: FencingConfig
     virtualbox: Optional[VirtualBoxConfig]
     qemu: Optional[QemuConfig]
 
@@ -274,6 +288,7 @@ TOP_LEVEL_KEYS = (
     "haproxy",
     "corosync",
     "pacemaker",
+    "fencing",
     "virtualbox",
     "qemu",
 ) + SECRET_KEYS
@@ -375,6 +390,8 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
     if qemu is not None:
         qemu = _check_lab_addresses(qemu, cluster_network, vip, nodes, backends)
 
+    fencing = _parse_fencing(ours.get("fencing"), hypervisor, backends, virtualbox)
+
     if virtualbox is not None:
         mgmt_net = virtualbox.host_only_network.network
         seen: dict[ipaddress.IPv4Address, str] = {virtualbox.host_only_network.ip: "the host"}
@@ -404,6 +421,7 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
         haproxy=haproxy,
         corosync=corosync,
         pacemaker=pacemaker,
+        fencing=fencing,
         virtualbox=virtualbox,
         qemu=qemu,
     )
@@ -550,6 +568,45 @@ def _parse_haproxy(value: Any) -> HaproxyConfig:
         check_fall=obj.get("checkFall", 3, lambda k, v: _int(k, v, 1, 100)),
         check_rise=obj.get("checkRise", 2, lambda k, v: _int(k, v, 1, 100)),
     )
+
+
+def _parse_fencing(
+    value: Any, hypervisor: Hypervisor, backends: tuple[BackendConfig, ...], virtualbox: Optional[VirtualBoxConfig]
+) -> FencingConfig:
+    obj = _Object(_key("fencing"), value, ("enabled", "pingTargets", "hostAddress", "hostUser"))
+    # On by default where hapx controls the whole path (the QEMU lab); on
+    # VirtualBox it needs SSH access to the host, which only the operator can give.
+    enabled = obj.get("enabled", hypervisor is Hypervisor.QEMU, _bool)
+    # Default targets: the backends given as addresses. A node that can reach
+    # none of the servers it balances to has nothing to serve anyway.
+    default_targets = tuple(b.address for b in backends if _is_ipv4(b.address))
+    targets = obj.get("pingTargets", default_targets, _ping_targets)
+    host_address = obj.get("hostAddress", None, _ipv4)
+    host_user = obj.get("hostUser", None, lambda k, v: _str(k, v, _USERNAME, "use the user on the VirtualBox host that may run VBoxManage"))
+    if hypervisor is not Hypervisor.VIRTUALBOX:
+        for name, given in (("hostAddress", host_address), ("hostUser", host_user)):
+            if given is not None:
+                raise ConfigError(_key(f"fencing.{name}"), f"is for VirtualBox, but hapx:hypervisor is {hypervisor.value}", f"remove hapx:fencing.{name}")
+    elif enabled:
+        if host_user is None:
+            raise ConfigError(
+                _key("fencing.hostUser"),
+                "is required when fencing is on with VirtualBox (fence_vbox runs VBoxManage on the host over SSH)",
+                "set the host user whose authorized_keys will hold the stack's fenceHostPublicKey output, or set hapx:fencing.enabled false",
+            )
+        if host_address is None and virtualbox is not None:
+            # The host's own address on the host-only network, which every node reaches.
+            host_address = virtualbox.host_only_network.ip
+    return FencingConfig(enabled=enabled, ping_targets=targets, host_address=host_address, host_user=host_user)
+
+
+def _ping_targets(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list, got {value!r}", "list IPv4 addresses or DNS names the nodes should reach, or [] for none")
+    targets = tuple(_backend_address(f"{key}[{i}]", v) for i, v in enumerate(value))
+    if len(set(targets)) != len(targets):
+        raise ConfigError(key, "lists a target twice", "list each target once")
+    return targets
 
 
 def _parse_virtualbox(value: Any) -> VirtualBoxConfig:

@@ -7,6 +7,7 @@ Order (each arrow a dependency Pulumi enforces):
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,8 +20,13 @@ from .hapx_vm import HapxVm, HapxVmArgs
 from .hypervisor import driver_for
 from .pacemaker_resource_set import PacemakerResourceSet, PacemakerResourceSetArgs
 from .rendering import (
+    FENCE_SECRET_PATH,
+    FENCE_VBOX_KEY_PATH,
     STATS_ENV_PATH,
     NodeSecrets,
+    crm_ids,
+    fence_plan,
+    node_agent_files,
     render_cluster_files,
     render_node_files,
     render_stats_env,
@@ -54,7 +60,11 @@ class HaproxyCluster(pulumi.ComponentResource):
         super().__init__("hapx:index:HaproxyCluster", name, None, opts)
         cfg = args.config
         driver = driver_for(cfg, args.stack)
-
+        fencing = fence_plan(cfg)
+        fence_credential = None
+        if fencing is not None:
+            fence_credential = "password" if fencing.agent == "fence_hapx_qemu" else "ssh-key"
+        fence_credential_path = FENCE_SECRET_PATH if fence_credential == "password" else FENCE_VBOX_KEY_PATH
 
         secrets = StackSecrets(
             f"{name}-secrets",
@@ -62,10 +72,20 @@ class HaproxyCluster(pulumi.ComponentResource):
                 node_names=[n.name for n in cfg.nodes],
                 stats_password=args.stats_password,
                 corosync_authkey=args.corosync_authkey,
+                fence_credential=fence_credential,
             ),
             pulumi.ResourceOptions(parent=self),
         )
         network = driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
+        fence_host = None
+        if secrets.fence_secret is not None:
+            fence_host = driver.fence_host(f"{name}-fence-host", secrets.fence_secret, pulumi.ResourceOptions(parent=self))
+        agents_script = render_template(
+            "node/install-agents.sh.j2",
+            files=[
+                {"path": f.path, "content_b64": base64.b64encode(f.content.encode()).decode()} for f in node_agent_files(cfg)
+            ],
+        )
         cluster_files = render_cluster_files(cfg, args.stack)
         stats_env = pulumi.Output.secret(
             secrets.stats_password.apply(lambda pw: render_stats_env(cfg.haproxy.stats_user, pw))
@@ -143,7 +163,34 @@ class HaproxyCluster(pulumi.ComponentResource):
                     additional_secret_outputs=["stdout", "stderr"],
                 ),
             )
-            node_configured += [vm.ready, haproxy_cfg, stats_credentials]
+            agents = remote.Command(
+                f"{name}-{node.name}-agents",
+                connection=vm.connection,
+                create=agents_script,
+                update=agents_script,
+                triggers=[vm.instance_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm.ready], deleted_with=vm.vm),
+            )
+            node_configured += [vm.ready, haproxy_cfg, stats_credentials, agents]
+            if secrets.fence_secret is not None:
+                node_configured.append(
+                    remote.Command(
+                        f"{name}-{node.name}-fence-credential",
+                        connection=vm.connection,
+                        create=render_template("node/push-fence-credential.sh.j2", path=fence_credential_path),
+                        stdin=secrets.fence_secret,
+                        triggers=[vm.instance_id],
+                        logging=remote.Logging.STDERR,
+                        opts=pulumi.ResourceOptions(
+                            parent=self,
+                            depends_on=[vm.ready],
+                            deleted_with=vm.vm,
+                            additional_secret_outputs=["stdout", "stderr"],
+                        ),
+                    )
+                )
+        if fence_host is not None:
+            node_configured.append(fence_host)
 
         self.pacemaker = PacemakerResourceSet(
             f"{name}-pacemaker",
@@ -151,6 +198,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 connection=self.node_vms[0].connection,
                 node_count=len(cfg.nodes),
                 crm_script=cluster_files.crm_script,
+                crm_ids=crm_ids(cfg),
                 node_instance_ids=[vm.instance_id for vm in self.node_vms],
                 nodes_configured=node_configured,
                 connection_vm=self.node_vms[0].vm,
@@ -167,6 +215,9 @@ class HaproxyCluster(pulumi.ComponentResource):
         self.stats_user = pulumi.Output.from_input(cfg.haproxy.stats_user)
         self.stats_password = secrets.stats_password
         self.admin_private_key = secrets.admin_key.private_key
+        # fence_vbox's key: the operator adds it to the VirtualBox host user's
+        # authorized_keys (docs/virtualbox.md). None unless that is in use.
+        self.fence_host_public_key = secrets.fence_public_key
         self.nodes = pulumi.Output.all(
             *[pulumi.Output.all(vm.vm_name, vm.ssh_host, vm.ssh_port) for vm in self.node_vms]
         ).apply(
@@ -204,6 +255,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 "sshCommands": self.ssh_commands,
                 "knownHosts": self.known_hosts,
                 "adminPrivateKey": self.admin_private_key,
+                "fenceHostPublicKey": self.fence_host_public_key,
                 "vipNodeAtApply": self.pacemaker.vip_node_at_apply,
             }
         )

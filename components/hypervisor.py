@@ -38,6 +38,9 @@ class VmSpec:
     memory_mb: int
     network: NodeNetwork
     image: str = ""  # the base image's identity, where the driver knows it
+    # Hypervisor-side wiring the VM is started with (the QEMU lab's fence
+    # forward): changing it means starting the VM anew.
+    host_wiring: str = ""
 
     def fingerprint(self) -> str:
         """Changes to these settings replace the VM."""
@@ -102,6 +105,10 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
         """The host-side network component the VMs attach to (None if none is needed)."""
+
+    def fence_host(self, name: str, password: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+        """What the hypervisor host needs for fencing the nodes (None: nothing)."""
+        return None
 
     def vm_name(self, node: NodeConfig) -> str:
         return node.name

@@ -16,25 +16,35 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from .rendering import CRM_IDS, HAPROXY_CLONE_ID, VIP_ID, render_template
+from .rendering import ALL_CRM_IDS, FENCE_DEVICE_ID, FENCE_HEURISTICS_ID, HAPROXY_CLONE_ID, VIP_ID, render_template
 
 CLUSTER_FORM_TIMEOUT_S = 600
 VIP_PLACE_TIMEOUT_S = 180
 RESOURCE_STOP_TIMEOUT_S = 120
 # Properties hapx sets (and removes again on delete).
-CLUSTER_PROPERTIES = ("stonith-enabled", "no-quorum-policy")
+CLUSTER_PROPERTIES = ("stonith-enabled", "stonith-timeout", "no-quorum-policy")
 
 
-def apply_script(crm_flags: str = "") -> str:
-    """The apply script. `crm_flags` exists for offline tests only (see tests)."""
-    return render_template("pacemaker/apply.sh.j2", ids=CRM_IDS, crm_flags=crm_flags)
+def apply_script(ids: Sequence[str], offline: bool = False) -> str:
+    """The apply script for a crm script that defines `ids`.
+
+    `offline` is for tests against a CIB file: no cluster to ask about
+    quorum, and crmsh must not look up agents this host lacks."""
+    return render_template(
+        "pacemaker/apply.sh.j2",
+        ids=ids,
+        stale_ids=[i for i in ALL_CRM_IDS if i not in ids],
+        keep_fencing_levels=FENCE_HEURISTICS_ID in ids,
+        offline=offline,
+    )
 
 
 def remove_script() -> str:
+    # Everything hapx may have added, whatever the current config says.
     return render_template(
         "pacemaker/remove.sh.j2",
-        ids=CRM_IDS,
-        resources=(VIP_ID, HAPROXY_CLONE_ID),
+        ids=ALL_CRM_IDS,
+        resources=(VIP_ID, HAPROXY_CLONE_ID, FENCE_HEURISTICS_ID, FENCE_DEVICE_ID),
         properties=CLUSTER_PROPERTIES,
         timeout_s=RESOURCE_STOP_TIMEOUT_S,
     )
@@ -46,6 +56,8 @@ class PacemakerResourceSetArgs:
     connection: remote.ConnectionArgs
     node_count: int
     crm_script: pulumi.Input[str]
+    # The CIB ids the crm script defines (rendering.crm_ids).
+    crm_ids: Sequence[str]
     # Changes when any node VM is replaced, so the set is checked again.
     node_instance_ids: Sequence[pulumi.Input[str]] = field(default_factory=list)
     # Per-node steps that must be done before the cluster is configured
@@ -77,8 +89,8 @@ class PacemakerResourceSet(pulumi.ComponentResource):
         self.apply = remote.Command(
             f"{name}-apply",
             connection=args.connection,
-            create=apply_script(),
-            update=apply_script(),
+            create=apply_script(args.crm_ids),
+            update=apply_script(args.crm_ids),
             delete=remove_script(),
             # Config goes on stdin, not in the command string; a change to it
             # updates in place and re-runs the load.

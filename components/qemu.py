@@ -29,7 +29,7 @@ from .hypervisor import (
     management_nic,
     stable_mac,
 )
-from .rendering import NodeNetwork, render_template
+from .rendering import QEMU_FENCE_ADDRESS, QEMU_FENCE_PORT, NodeNetwork, render_template
 
 QEMU_OUI = "52:54:00"
 LAB_BRIDGE = "hapx-br"
@@ -72,7 +72,7 @@ class QemuDriver(HypervisorDriver):
 
     def vm_spec(self, node: NodeConfig, index: int) -> VmSpec:
         # The base image is part of what a VM is: a rebuilt image replaces it.
-        return replace(super().vm_spec(node, index), image=self.image_key())
+        return replace(super().vm_spec(node, index), image=self.image_key(), host_wiring=f"fence={QEMU_FENCE_ADDRESS}:{QEMU_FENCE_PORT}" if self.cfg.fencing.enabled else "")
 
     def image_key(self) -> str:
         """The key of the base image `make image` built, "" before it exists."""
@@ -88,6 +88,23 @@ class QemuDriver(HypervisorDriver):
     def tap_name(self, node: NodeConfig) -> str:
         """Interface names are at most 15 characters and unique on the host."""
         return "hxt" + hashlib.sha256(f"{self.stack}/{node.name}".encode()).hexdigest()[:10]
+
+    def fence_forward(self, node: NodeConfig) -> str:
+        """The guestfwd rule that takes the node's fence requests to the host helper."""
+        if not self.cfg.fencing.enabled:
+            return ""
+        from .qemu_fence_host import HELPER
+
+        command = f"/usr/bin/env python3 {HELPER} --stack-dir {self.stack_dir} --from {node.name}"
+        # Inside a -netdev option a literal comma is written twice.
+        return f",guestfwd=tcp:{QEMU_FENCE_ADDRESS}:{QEMU_FENCE_PORT}-cmd:" + command.replace(",", ",,")
+
+    def fence_host(self, name: str, password: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+        if not self.cfg.fencing.enabled:
+            return None
+        from .qemu_fence_host import QemuFenceHost, QemuFenceHostArgs
+
+        return QemuFenceHost(name, QemuFenceHostArgs(stack_dir=self.stack_dir, password=password), opts)
 
     def vm_scripts(self, spec: VmSpec, seed_iso: str) -> VmScripts:
         values = dict(
@@ -108,6 +125,7 @@ class QemuDriver(HypervisorDriver):
             management_mac=spec.network.management.mac,
             cluster_mac=spec.network.cluster.mac,
             seed_iso=seed_iso,
+            fence_forward=self.fence_forward(spec.node),
         )
         return VmScripts(
             create=render_template("qemu/vm-create.sh.j2", **values),

@@ -17,10 +17,15 @@ from typing import Optional
 
 import jinja2
 
-from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
+from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, Hypervisor, NodeConfig
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
+# haproxy's monitor-uri on the stats listener (see templates/node/ocf-haproxy).
+HEALTH_PATH = "/hapx-health"
+# Files hapx installs on every node, from templates/node/.
+OCF_HAPROXY_PATH = "/usr/lib/ocf/resource.d/hapx/haproxy"
+FENCE_AGENT_QEMU_PATH = "/usr/sbin/fence_hapx_qemu"
 
 # Pacemaker ids of what hapx adds to the CIB (and removes on destroy).
 VIP_ID = "hapx-vip"
@@ -28,8 +33,22 @@ HAPROXY_ID = "hapx-haproxy"
 HAPROXY_CLONE_ID = "hapx-haproxy-clone"
 COLOCATION_ID = "hapx-vip-with-haproxy"
 ORDER_ID = "hapx-haproxy-before-vip"
+FENCE_DEVICE_ID = "hapx-fence"
+FENCE_HEURISTICS_ID = "hapx-fence-ping"
+FENCE_ORDER_ID = "hapx-vip-before-fence"
 # Constraints first: the remove script deletes in this order.
 CRM_IDS = (ORDER_ID, COLOCATION_ID, VIP_ID, HAPROXY_CLONE_ID, HAPROXY_ID)
+# Everything hapx may have put in the CIB; an apply removes what the current
+# config no longer has (fencing turned off, say).
+ALL_CRM_IDS = (FENCE_ORDER_ID,) + CRM_IDS + (FENCE_HEURISTICS_ID, FENCE_DEVICE_ID)
+
+# Fencing files on the nodes (root only).
+FENCE_SECRET_PATH = "/etc/hapx/fence-secret"
+FENCE_VBOX_KEY_PATH = "/etc/hapx/fence-vbox-key"
+# Where a QEMU lab node reaches the host's fence helper: an address of its
+# user-mode network that QEMU forwards to the helper (guestfwd).
+QEMU_FENCE_ADDRESS = "10.0.2.100"
+QEMU_FENCE_PORT = 1229
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -77,6 +96,60 @@ class NodeSecrets:
     host_public_key: str
     authkey_b64: str
     stats_password: str
+
+
+@dataclass(frozen=True)
+class FencePlan:
+    """The STONITH resources for the crm script (see templates/pacemaker.crm.j2)."""
+
+    agent: str
+    params: str  # crm `params` text, no secrets (they stay in files on the nodes)
+    nodes: tuple[str, ...]
+    host_map: str  # node:plug;... (the VM name the agent powers off)
+    # Targets for a fence_heuristics_ping level in front of the device
+    # (empty: no such level; hapx's QEMU agent checks them itself).
+    ping_targets: tuple[str, ...]
+    timeout_s: int
+    device_id: str = FENCE_DEVICE_ID
+    heuristics_id: str = FENCE_HEURISTICS_ID
+    order_id: str = FENCE_ORDER_ID
+
+    @property
+    def crm_ids(self) -> tuple[str, ...]:
+        return (FENCE_ORDER_ID, FENCE_DEVICE_ID) + ((FENCE_HEURISTICS_ID,) if self.ping_targets else ())
+
+
+def fence_plan(cfg: HapxConfig) -> Optional[FencePlan]:
+    if not cfg.fencing.enabled:
+        return None
+    targets = cfg.fencing.ping_targets
+    if cfg.hypervisor is Hypervisor.QEMU:
+        agent = "fence_hapx_qemu"
+        params = f'ip={QEMU_FENCE_ADDRESS} ipport={QEMU_FENCE_PORT} password_script="cat {FENCE_SECRET_PATH}"'
+        if targets:
+            # The agent checks them itself, in the same run as the reset.
+            params += f' ping_targets="{",".join(targets)}"'
+        level_targets: tuple[str, ...] = ()
+    else:
+        agent = "fence_vbox"
+        params = f"ip={cfg.fencing.host_address} username={cfg.fencing.host_user} identity_file={FENCE_VBOX_KEY_PATH}"
+        level_targets = targets
+    return FencePlan(
+        agent=agent,
+        params=params,
+        nodes=tuple(n.name for n in cfg.nodes),
+        # VM names are node names for both drivers (HypervisorDriver.vm_name).
+        host_map=";".join(f"{n.name}:{n.name}" for n in cfg.nodes),
+        ping_targets=level_targets,
+        # Heuristics (1 s) plus the power-off; generous for a busy host.
+        timeout_s=60,
+    )
+
+
+def crm_ids(cfg: HapxConfig) -> tuple[str, ...]:
+    """Ids the crm script of this config puts in the CIB."""
+    plan = fence_plan(cfg)
+    return CRM_IDS + (plan.crm_ids if plan else ())
 
 
 @dataclass(frozen=True)
@@ -137,6 +210,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
         backend_name="kubernetes-master-nodes",
         frontend_port=cfg.haproxy.frontend_port,
         stats_port=cfg.haproxy.stats_port,
+        health_path=HEALTH_PATH,
         check_interval_ms=cfg.haproxy.check_interval_ms,
         check_fall=cfg.haproxy.check_fall,
         check_rise=cfg.haproxy.check_rise,
@@ -147,12 +221,13 @@ def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
         "pacemaker.crm.j2",
         stack=stack,
         cluster_name=cfg.cluster_name,
-        fencing=False,
+        fencing=fence_plan(cfg),
         stickiness=pm.stickiness,
         migration_threshold=pm.migration_threshold,
         failure_timeout_s=pm.failure_timeout_s,
         monitor_interval_s=pm.monitor_interval_s,
         monitor_timeout_s=pm.monitor_timeout_s,
+        haproxy_check_url=f"http://127.0.0.1:{cfg.haproxy.stats_port}{HEALTH_PATH}",
         vip=cfg.vip,
         prefix_length=cfg.vip_prefix_length,
         broadcast=cfg.vip_broadcast,
@@ -165,6 +240,21 @@ def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
         order_id=ORDER_ID,
     )
     return ClusterFiles(corosync_conf=corosync_conf, haproxy_cfg=haproxy_cfg, crm_script=crm_script)
+
+
+@dataclass(frozen=True)
+class NodeAgentFile:
+    path: str
+    content: str
+
+
+def node_agent_files(cfg: HapxConfig) -> tuple[NodeAgentFile, ...]:
+    """The resource and fence agents hapx installs on every node."""
+    files = [NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text())]
+    plan = fence_plan(cfg)
+    if plan is not None and plan.agent == "fence_hapx_qemu":
+        files.append(NodeAgentFile(FENCE_AGENT_QEMU_PATH, (TEMPLATE_DIR / "node" / "fence_hapx_qemu").read_text()))
+    return tuple(files)
 
 
 def render_stats_env(user: str, password: str) -> str:

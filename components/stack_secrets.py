@@ -37,6 +37,9 @@ class StackSecretsArgs:
     # Values from stack config; None means generate one.
     stats_password: Optional[pulumi.Input[str]] = None
     corosync_authkey: Optional[pulumi.Input[str]] = None
+    # Which fence credential the stack needs: "password" (QEMU lab helper),
+    # "ssh-key" (fence_vbox to the VirtualBox host), or None (fencing off).
+    fence_credential: Optional[str] = None
 
 
 class SshKeyPair:
@@ -55,6 +58,11 @@ class StackSecrets(pulumi.ComponentResource):
     host_keys: dict[str, SshKeyPair]
     stats_password: pulumi.Output[str]
     corosync_authkey: pulumi.Output[str]
+    # The secret the nodes' fence agent presents (a password, or an SSH
+    # private key); None when fencing is off.
+    fence_secret: Optional[pulumi.Output[str]]
+    # fence_vbox's public key, for the VirtualBox host's authorized_keys.
+    fence_public_key: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: StackSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hapx:index:StackSecrets", name, None, opts)
@@ -75,6 +83,16 @@ class StackSecrets(pulumi.ComponentResource):
             self.corosync_authkey = pulumi.Output.secret(
                 self._generate(f"{name}-corosync-authkey", GEN_SECRET.format(kind="authkey")).stdout
             )
+        self.fence_secret = None
+        self.fence_public_key = None
+        if args.fence_credential == "password":
+            self.fence_secret = pulumi.Output.secret(
+                self._generate(f"{name}-fence-password", GEN_SECRET.format(kind="password")).stdout
+            )
+        elif args.fence_credential == "ssh-key":
+            fence_key = SshKeyPair(self._generate(f"{name}-fence-ssh-key", SSH_KEYGEN.format(comment="hapx-fence")))
+            self.fence_secret = fence_key.private_key
+            self.fence_public_key = fence_key.public_key
         self.register_outputs(
             {
                 "adminPublicKey": self.admin_key.public_key,
@@ -82,6 +100,8 @@ class StackSecrets(pulumi.ComponentResource):
                 "hostPublicKeys": {n: k.public_key for n, k in self.host_keys.items()},
                 "statsPassword": self.stats_password,
                 "corosyncAuthkey": self.corosync_authkey,
+                "fenceSecret": self.fence_secret,
+                "fencePublicKey": self.fence_public_key,
             }
         )
 

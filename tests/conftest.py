@@ -31,6 +31,11 @@ def dev_raw() -> dict[str, Any]:
 
 
 @pytest.fixture
+def lab_raw() -> dict[str, Any]:
+    return copy.deepcopy(stack_config("lab"))
+
+
+@pytest.fixture
 def ip_backends_raw(dev_raw) -> dict[str, Any]:
     """The dev topology with backends given as IPs and no DNS resolvers."""
     dev_raw["hapx:backends"] = [

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from components.pacemaker_resource_set import apply_script, remove_script
-from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID
+from components.rendering import (
+    ALL_CRM_IDS,
+    CRM_IDS,
+    FENCE_DEVICE_ID,
+    FENCE_HEURISTICS_ID,
+    HAPROXY_CLONE_ID,
+    HAPROXY_ID,
+    VIP_ID,
+    crm_ids,
+)
 
 from .conftest import require_tool, run
 
@@ -56,14 +65,19 @@ def _haproxy_nodes(output: str) -> set[str]:
     return set(match.group(1).split()) if match else set()
 
 
-def _crm_script(haproxy_on_all_nodes: bool) -> str:
+def _config(stack: str = "dev", **overrides):
     from tests.conftest import stack_config
     from components.config import parse_config
+
+    raw = stack_config(stack)
+    raw.update({f"hapx:{k}": v for k, v in overrides.items()})
+    return parse_config(raw)
+
+
+def _crm_script(haproxy_on_all_nodes: bool) -> str:
     from components.rendering import render_cluster_files
 
-    raw = stack_config("dev")
-    raw["hapx:pacemaker"] = {"haproxyOnAllNodes": haproxy_on_all_nodes}
-    return render_cluster_files(parse_config(raw), "dev").crm_script
+    return render_cluster_files(_config(pacemaker={"haproxyOnAllNodes": haproxy_on_all_nodes}), "dev").crm_script
 
 
 def test_dev_stack_runs_haproxy_on_all_nodes(rendered_dev):
@@ -117,7 +131,7 @@ def fake_sudo(tmp_path) -> dict:
 def test_apply_and_remove_scripts_against_a_cib_file(rendered_dev, empty_cib, fake_sudo):
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
     crm = (rendered_dev / "pacemaker.crm").read_text()
-    applied = run(["sh", "-c", apply_script(crm_flags="-F ")], input=crm, env=env)
+    applied = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=crm, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "applied crm configuration sha256=" in applied.stdout
     cib = empty_cib.read_text()
@@ -125,7 +139,7 @@ def test_apply_and_remove_scripts_against_a_cib_file(rendered_dev, empty_cib, fa
         assert f'id="{resource_id}"' in cib
 
     # Re-applying the same script is a no-op that still succeeds (idempotent).
-    again = run(["sh", "-c", apply_script(crm_flags="-F ")], input=crm, env=env)
+    again = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=crm, env=env)
     assert again.returncode == 0, again.stderr
 
     removed = run(["sh", "-c", remove_script()], env=env)
@@ -144,6 +158,95 @@ def test_apply_script_fails_when_the_load_leaves_resources_out(empty_cib, fake_s
         "primitive hapx-haproxy systemd:haproxy op monitor interval=20s\n"
         "clone hapx-haproxy-clone hapx-haproxy\n"
     )
-    result = run(["sh", "-c", apply_script(crm_flags="-F ")], input=partial, env=env)
+    result = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=partial, env=env)
     assert result.returncode != 0
     assert "missing from the CIB" in result.stderr
+
+
+# -- fencing ---------------------------------------------------------------
+
+
+def _lab_crm(**overrides) -> tuple[str, tuple[str, ...]]:
+    from components.rendering import render_cluster_files
+
+    cfg = _config("lab", **overrides)
+    return render_cluster_files(cfg, "lab").crm_script, crm_ids(cfg)
+
+
+def test_lab_fences_through_the_heuristic_then_the_qemu_agent(empty_cib, tmp_path, fake_sudo):
+    """Fencing on (the lab default): the device loads with the ping targets it
+    checks itself, verifies, and a lost node is fenced before its VIP starts
+    elsewhere."""
+    script, ids = _lab_crm()
+    assert FENCE_DEVICE_ID in ids and FENCE_HEURISTICS_ID not in ids
+    assert 'ping_targets="192.168.4.11,192.168.4.12,192.168.4.13"' in script
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    applied = run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    cib = empty_cib.read_text()
+    assert 'name="stonith-enabled" value="true"' in cib
+    assert "<fencing-level" not in cib  # one device, one agent run per fencing
+    verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    up = tmp_path / "up.xml"
+    out = _simulate(empty_cib, *sum((["--node-up", n] for n in NODES), []), "-S", "-O", str(up))
+    active = _started_on(out, VIP_ID)
+    out = _simulate(up, "--node-fail", active, "-S")
+    transition = out.split("Executing Cluster Transition:", 1)[1].split("Revised Cluster Status:", 1)[0]
+    fence_step = re.search(rf"Fencing {re.escape(active)}", transition)
+    assert fence_step, f"no fencing of {active} in:\n{transition}"
+    assert transition.index(fence_step.group(0)) < transition.index(f"{VIP_ID} "), "the VIP must wait for fencing"
+    assert _started_on(out, VIP_ID) != active
+
+
+def test_turning_fencing_off_removes_the_fence_resources(empty_cib, fake_sudo):
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    script, ids = _lab_crm()
+    assert run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env).returncode == 0
+    script, ids = _lab_crm(fencing={"enabled": False})
+    assert FENCE_DEVICE_ID not in ids
+    applied = run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    cib = empty_cib.read_text()
+    assert "hapx-fence" not in cib and "<fencing-level" not in cib
+    assert 'name="stonith-enabled" value="false"' in cib
+    verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_remove_script_takes_fencing_out_too(empty_cib, fake_sudo):
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    script, ids = _lab_crm()
+    assert run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env).returncode == 0
+    removed = run(["sh", "-c", remove_script()], env=env)
+    assert removed.returncode == 0, removed.stderr
+    cib = empty_cib.read_text()
+    for resource_id in ALL_CRM_IDS:
+        assert f'id="{resource_id}"' not in cib, f"{resource_id} left behind"
+    assert "<fencing-level" not in cib and 'name="stonith-timeout"' not in cib
+
+
+def test_virtualbox_fencing_is_fence_vbox_behind_a_ping_heuristic(empty_cib, fake_sudo):
+    from components.rendering import render_cluster_files
+
+    cfg = _config("dev", fencing={"enabled": True, "hostUser": "vboxadmin", "pingTargets": ["192.168.4.1"]})
+    script = render_cluster_files(cfg, "dev").crm_script
+    assert "stonith:fence_vbox params ip=192.168.56.1 username=vboxadmin identity_file=/etc/hapx/fence-vbox-key" in script
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    applied = run(["sh", "-c", apply_script(crm_ids(cfg), offline=True)], input=script, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    cib = empty_cib.read_text()
+    levels = re.findall(r"<fencing-level [^>]*>", cib)
+    assert len(levels) == len(NODES), levels
+    for node in NODES:
+        assert any(f'target="{node}"' in lvl and f'devices="{FENCE_HEURISTICS_ID},{FENCE_DEVICE_ID}"' in lvl for lvl in levels)
+    verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # Turning the heuristic off (no targets) takes its level out again.
+    cfg = _config("dev", fencing={"enabled": True, "hostUser": "vboxadmin", "pingTargets": []})
+    script = render_cluster_files(cfg, "dev").crm_script
+    applied = run(["sh", "-c", apply_script(crm_ids(cfg), offline=True)], input=script, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    cib = empty_cib.read_text()
+    assert "<fencing-level" not in cib and FENCE_HEURISTICS_ID not in cib

@@ -98,6 +98,16 @@ INVALID = [
     ("management address missing", lambda r: r["hapx:nodes"][0].pop("managementAddress"), "hapx:nodes[0].managementAddress", "required with hapx:hypervisor virtualbox"),
     ("root admin", lambda r: _set(r, "hapx:adminUser", "root"), "hapx:adminUser", "root is not allowed"),
     ("qemu section on a virtualbox stack", lambda r: _set(r, "hapx:qemu", {"accel": "tcg"}), "hapx:qemu", "hapx:hypervisor is virtualbox"),
+    (
+        "VirtualBox fencing without a host user",
+        lambda r: _set(r, "hapx:fencing", {"enabled": True}),
+        "hapx:fencing.hostUser",
+        "required when fencing is on with VirtualBox",
+    ),
+    ("fencing enabled not a bool", lambda r: _set(r, "hapx:fencing", {"enabled": "yes"}), "hapx:fencing.enabled", "expected true or false"),
+    ("ping targets not a list", lambda r: _set(r, "hapx:fencing", {"pingTargets": "192.168.4.11"}), "hapx:fencing.pingTargets", "expected a list"),
+    ("bad ping target", lambda r: _set(r, "hapx:fencing", {"pingTargets": ["192.168.4.300"]}), "hapx:fencing.pingTargets[0]", "not an IPv4 address"),
+    ("ping target twice", lambda r: _set(r, "hapx:fencing", {"pingTargets": ["a", "a"]}), "hapx:fencing.pingTargets", "lists a target twice"),
 ]
 
 
@@ -123,3 +133,24 @@ def test_consensus_defaults_to_1_2_token(dev_raw):
     dev_raw["hapx:corosync"] = {"tokenMs": 1000}
     cfg = parse_config(dev_raw)
     assert (cfg.corosync.token_ms, cfg.corosync.consensus_ms) == (1000, 1200)
+
+
+def test_fencing_defaults_follow_the_hypervisor(dev_raw, lab_raw):
+    dev = parse_config(dev_raw)
+    # VirtualBox: off until the operator gives hapx a way to the host.
+    assert dev.fencing.enabled is False
+    lab = parse_config(lab_raw)
+    assert lab.fencing.enabled is True
+    # The lab's backends are addresses, so they are the ping targets.
+    assert lab.fencing.ping_targets == ("192.168.4.11", "192.168.4.12", "192.168.4.13")
+    dev_raw["hapx:fencing"] = {"enabled": True, "hostUser": "vbox"}
+    vbox = parse_config(dev_raw).fencing
+    assert (str(vbox.host_address), vbox.host_user) == ("192.168.56.1", "vbox")
+    # dev's backends are DNS names: no default targets, and no heuristic level.
+    assert vbox.ping_targets == ()
+
+
+def test_virtualbox_only_fencing_keys_are_refused_on_qemu(lab_raw):
+    lab_raw["hapx:fencing"] = {"hostUser": "me"}
+    with pytest.raises(ConfigError, match=r"hapx:fencing.hostUser: is for VirtualBox"):
+        parse_config(lab_raw)

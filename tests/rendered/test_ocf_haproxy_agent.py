@@ -1,0 +1,137 @@
+"""hapx's haproxy resource agent (templates/node/ocf-haproxy) on this host.
+
+The agent runs with the real OCF shell functions (resource-agents) against
+a real haproxy on loopback, started from a rendered haproxy.cfg. This host
+has no systemd, so `systemctl` is a stand-in that reports the unit state a
+test sets; on the nodes the e2e tests run the agent under real systemd.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+from .conftest import require_tool, run
+
+AGENT = REPO / "templates" / "node" / "ocf-haproxy"
+OCF_SUCCESS, OCF_ERR_GENERIC, OCF_NOT_RUNNING = 0, 1, 7
+HEALTH_PORT = 39731  # loopback only
+
+
+@pytest.fixture
+def agent_env(tmp_path) -> dict:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state = tmp_path / "unit-state"
+    state.write_text("active\n")
+    systemctl = bin_dir / "systemctl"
+    # is-active prints the state the test chose; anything else succeeds.
+    systemctl.write_text(f'#!/bin/sh\nif [ "$1" = is-active ]; then cat {state}; [ "$(cat {state})" = active ]; fi\n')
+    systemctl.chmod(0o755)
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n  daemon\n"
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n"
+        f"listen stats\n  bind 127.0.0.1:{HEALTH_PORT}\n  monitor-uri /hapx-health\n  stats enable\n  stats uri /\n"
+    )
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "OCF_ROOT": "/usr/lib/ocf",
+        "OCF_RESKEY_config": str(config),
+        "OCF_RESKEY_check_url": f"http://127.0.0.1:{HEALTH_PORT}/hapx-health",
+        "OCF_RESKEY_check_timeout": "1",
+        "OCF_RESKEY_restart_grace": "2",
+        "HAPX_TEST_STATE": str(state),
+    }
+
+
+@pytest.fixture
+def haproxy(agent_env, tmp_path):
+    """A real haproxy serving the monitor-uri; killed by its pid afterwards."""
+    pidfile = tmp_path / "haproxy.pid"
+    started = run([require_tool("haproxy"), "-f", agent_env["OCF_RESKEY_config"], "-p", str(pidfile)])
+    assert started.returncode == 0, started.stderr
+    pid = int(pidfile.read_text().split()[0])
+    try:
+        yield pid
+    finally:
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def agent(action: str, env: dict) -> subprocess.CompletedProcess:
+    if not Path(env["OCF_ROOT"], "lib/heartbeat/ocf-shellfuncs").exists():
+        pytest.fail("resource-agents is not installed; run `make setup`")
+    return subprocess.run(["sh", str(AGENT), action], env={**env, "__OCF_ACTION": action}, capture_output=True, text=True, timeout=60)
+
+
+def test_meta_data_is_valid_ocf_xml(agent_env):
+    result = agent("meta-data", agent_env)
+    assert result.returncode == OCF_SUCCESS
+    root = ET.fromstring(result.stdout)
+    assert root.tag == "resource-agent" and root.get("name") == "haproxy"
+    params = {p.get("name") for p in root.iter("parameter")}
+    assert {"unit", "config", "check_url", "check_timeout", "restart_grace"} <= params
+    actions = {a.get("name") for a in root.iter("action")}
+    assert {"start", "stop", "monitor", "validate-all", "meta-data"} <= actions
+
+
+def test_monitor_passes_only_while_haproxy_answers(agent_env, haproxy):
+    assert agent("monitor", agent_env).returncode == OCF_SUCCESS
+    # The process exists but does not answer (a hung worker): that is a failure.
+    os.kill(haproxy, signal.SIGSTOP)
+    try:
+        hung = agent("monitor", agent_env)
+    finally:
+        os.kill(haproxy, signal.SIGCONT)
+    assert hung.returncode == OCF_ERR_GENERIC, hung.stdout + hung.stderr
+    assert "(active) does not answer" in hung.stderr
+    assert agent("monitor", agent_env).returncode == OCF_SUCCESS
+
+
+def test_monitor_waits_out_a_restart_that_is_already_under_way(agent_env, haproxy):
+    # The monitor's first request fails (haproxy just died) but haproxy answers
+    # again within the grace: no failure for Pacemaker to recover from.
+    os.kill(haproxy, signal.SIGSTOP)
+    monitor = subprocess.Popen(["sh", str(AGENT), "monitor"], env={**agent_env, "__OCF_ACTION": "monitor"}, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # past the first request's 1 s timeout
+    os.kill(haproxy, signal.SIGCONT)
+    _, stderr = monitor.communicate(timeout=30)
+    assert monitor.returncode == OCF_SUCCESS, stderr
+
+
+def test_monitor_waits_for_a_systemd_restart(agent_env, haproxy):
+    state = Path(agent_env["HAPX_TEST_STATE"])
+    state.write_text("activating\n")
+    # Serving again: the grace wait ends at once.
+    started = time.monotonic()
+    assert agent("monitor", agent_env).returncode == OCF_SUCCESS
+    assert time.monotonic() - started < 2
+    # Never serves again within the grace: failure, after about the grace.
+    os.kill(haproxy, signal.SIGSTOP)
+    try:
+        stuck = agent("monitor", agent_env)
+    finally:
+        os.kill(haproxy, signal.SIGCONT)
+    assert stuck.returncode == OCF_ERR_GENERIC
+    assert "(activating) does not answer" in stuck.stderr and "within 2s" in stuck.stderr
+
+
+def test_stopped_unit_is_not_running_and_validate_needs_the_config(agent_env):
+    Path(agent_env["HAPX_TEST_STATE"]).write_text("inactive\n")
+    assert agent("monitor", agent_env).returncode == OCF_NOT_RUNNING
+    assert agent("validate-all", agent_env).returncode == OCF_SUCCESS
+    missing = agent("validate-all", {**agent_env, "OCF_RESKEY_config": "/nonexistent/haproxy.cfg"})
+    assert missing.returncode == 5  # OCF_ERR_INSTALLED
