@@ -1,11 +1,12 @@
 """Failover benchmark on the QEMU lab: how long clients go without service.
 
     .venv/bin/python -m bench.failover [--runs 3] [--profiles reference,hapx,keepalived]
-        [--scenarios power-off,kill-haproxy,config-change] [--hapx-overrides JSON]
-        [--out .bench/failover.json]
+        [--scenarios power-off,kill-haproxy,link-cut,config-change,idle-soak]
+        [--soak-s 600] [--hapx-overrides JSON] [--out .bench/failover.json]
 
 Profiles: `reference` is hapx with the reference design's settings (token
-3 s, monitors every 20 s, haproxy started on the survivor at failover);
+3 s, monitors every 20 s, haproxy started on the survivor at failover, no
+fencing);
 `hapx` is hapx's shipped defaults (plus --hapx-overrides, to try values);
 `keepalived` is the same pair, same image and haproxy.cfg, switched to
 keepalived (VRRP, unicast, advert_int 1 s, haproxy on both nodes, a
@@ -19,8 +20,14 @@ from inside the lab's namespace (bounded in time) while it:
                  restarts that VM and waits until it has rejoined;
 - kill-haproxy:  SIGKILLs haproxy on the node holding the VIP, then clears
                  Pacemaker's fail count;
+- link-cut:      takes the VIP holder's cluster link down for 20 s (the node
+                 keeps running), then restores it; records which nodes hold
+                 the VIP meanwhile and for 10 s after (two holders is split
+                 brain) and whether the cut node was fenced (rebooted);
 - config-change: changes haproxy.cfg through `pulumi up` (a health-check
-                 interval), which reloads haproxy on both nodes.
+                 interval), which reloads haproxy on both nodes;
+- idle-soak:     nothing at all for --soak-s (600 s), a probe every 100 ms:
+                 the VIP must not move and no request may fail.
 
 It prints, per profile and scenario, the unavailability window (first failed
 probe to the first good one after it) and failed probes, each run and the
@@ -42,7 +49,7 @@ from pathlib import Path
 
 from bench.keepalived import convert_to_keepalived, pair_whole
 from tests.conftest import REPO
-from tests.e2e.lab import PYTHON, LabStack, wait_for
+from tests.e2e.lab import PYTHON, HolderWatch, LabStack, wait_for
 from tests.pulumi_cli import PulumiWorkspace
 
 # Settings profiles: hapx:* config overrides on top of Pulumi.lab.yaml.
@@ -50,26 +57,34 @@ PROFILES = {
     "reference": {
         "hapx:corosync": {"tokenMs": 3000},
         "hapx:pacemaker": {"monitorIntervalS": 20, "haproxyOnAllNodes": False},
+        "hapx:fencing": {"enabled": False},
     },
     "hapx": {},
     "keepalived": {},
 }
-SCENARIOS = ("power-off", "kill-haproxy", "config-change")
-PROBE_LIMIT_S = 120  # no scenario may keep a client loop running longer
+SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "config-change", "idle-soak")
+PROBE_LIMIT_S = 120  # no scenario but the soak may keep a client loop running longer
+CUT_S = 20  # how long link-cut keeps the link down
+AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
+SOAK_PROBE_INTERVAL_MS = 100
 
 
-def start_probe(lab: LabStack, duration_s: float, stop_after_recovery: bool) -> subprocess.Popen:
+def start_probe(lab: LabStack, duration_s: float, stop_after_recovery: bool, interval_ms: int = 20) -> subprocess.Popen:
     args = ["ip", "netns", "exec", lab.namespace, PYTHON, str(REPO / "tools" / "vip_probe.py"),
             "--target", f"{lab.config['hapx:vip']}:{lab.config['hapx:haproxy']['frontendPort']}",
-            "--duration-s", str(duration_s), "--interval-ms", "20", "--timeout-ms", "300"]  # fmt: skip
+            "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
     if stop_after_recovery:
         args.append("--stop-after-recovery")
     return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
 
 
-def finish_probe(probe: subprocess.Popen) -> dict:
-    out, _ = probe.communicate(timeout=PROBE_LIMIT_S + 60)
-    return json.loads(out)
+def finish_probe(probe: subprocess.Popen, event_at: float | None = None, timeout_s: float = PROBE_LIMIT_S + 60) -> dict:
+    out, _ = probe.communicate(timeout=timeout_s)
+    result = json.loads(out)
+    if event_at is not None and result.get("movedS") is not None:
+        # From the fault to the first reply relayed by the other node.
+        result["vipMovedS"] = round(result["startedAt"] + result["movedS"] - event_at, 3)
+    return result
 
 
 def pacemaker_whole(lab: LabStack) -> bool:
@@ -91,8 +106,9 @@ def power_off(lab: LabStack, whole) -> dict:
     (holder,) = lab.vip_holders()
     probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=True)
     time.sleep(1)
+    event_at = time.time()
     subprocess.run(["kill", "-KILL", str(lab.vm_pid(holder))], check=True)
-    result = finish_probe(probe)
+    result = finish_probe(probe, event_at)
     restart_vm(lab, holder)
     if not wait_for(lambda: whole(lab), 600, interval_s=5):
         raise RuntimeError(f"{holder} did not rejoin within 600 s")
@@ -103,8 +119,9 @@ def kill_haproxy(lab: LabStack, whole) -> dict:
     (holder,) = lab.vip_holders()
     probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=True)
     time.sleep(1)
+    event_at = time.time()
     lab.ssh(holder, "sudo systemctl kill --signal=SIGKILL haproxy.service")
-    result = finish_probe(probe)
+    result = finish_probe(probe, event_at)
     # Back to a whole pair for the next run: Pacemaker forgets the failure,
     # keepalived's pair needs haproxy started again if systemd did not.
     if whole is pacemaker_whole:
@@ -113,6 +130,50 @@ def kill_haproxy(lab: LabStack, whole) -> dict:
         lab.ssh(holder, "systemctl is-active --quiet haproxy || sudo systemctl start haproxy")
     if not wait_for(lambda: whole(lab), 300, interval_s=5):
         raise RuntimeError("haproxy did not come back")
+    return result
+
+
+def link_cut(lab: LabStack, whole) -> dict:
+    """Cut the VIP holder's cluster link for CUT_S, then restore it. Both nodes
+    stay up; what matters is who holds the VIP meanwhile and after."""
+    (holder,) = lab.vip_holders()
+    boot_before = lab.boot_id(holder)
+    # Every 2 s: each sample is an SSH login on both guests, which costs
+    # them CPU under TCG; a split brain lasts the whole cut, so 2 s sees it.
+    with HolderWatch(lab, interval_s=2) as watch:
+        probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=True)
+        time.sleep(1)
+        event_at = time.time()
+        lab.set_link(holder, up=False)
+        try:
+            result = finish_probe(probe, event_at)
+            time.sleep(max(0.0, event_at + CUT_S - time.time()))
+        finally:
+            lab.set_link(holder, up=True)
+        # Two holders that could not see each other meet again now.
+        time.sleep(AFTER_RESTORE_S)
+    result["maxVipHolders"] = watch.max_holders
+    result["dualHolderS"] = watch.dual_seconds()
+    if not wait_for(lambda: whole(lab), 600, interval_s=5):
+        raise RuntimeError(f"{holder} did not rejoin within 600 s after the link came back")
+    result["cutNodeRebooted"] = lab.boot_id(holder) != boot_before
+    return result
+
+
+def idle_soak(lab: LabStack, whole, duration_s: float) -> dict:
+    """Nothing happens for duration_s: the VIP must not move, nothing may fail."""
+    fenced_before = lab.ssh(lab.nodes[0], "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true").stdout.strip()
+    with HolderWatch(lab, interval_s=10) as watch:
+        probe = start_probe(lab, duration_s, stop_after_recovery=False, interval_ms=SOAK_PROBE_INTERVAL_MS)
+        result = finish_probe(probe, timeout_s=duration_s + 120)
+    holders = [h for _, h in watch.samples]
+    result["vipMoves"] = sum(1 for a, b in zip(holders, holders[1:]) if a != b)
+    result["maxVipHolders"] = watch.max_holders
+    result["holderSamples"] = len(holders)
+    if whole is pacemaker_whole:
+        fenced_after = lab.ssh(lab.nodes[0], "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true").stdout.strip()
+        result["fencingHistoryLines"] = [fenced_before, fenced_after]
+        result["failCounts"] = lab.ssh(lab.nodes[0], "sudo crm_mon -1 --failcounts 2>/dev/null | sed -n '/Migration Summary/,$p'").stdout.strip()
     return result
 
 
@@ -129,10 +190,18 @@ def config_change(lab: LabStack, whole) -> dict:
     return json.loads(out) if out.strip() else {"failures": None, "unavailableS": None}
 
 
-RUNNERS = {"power-off": power_off, "kill-haproxy": kill_haproxy, "config-change": config_change}
+RUNNERS = {
+    "power-off": power_off,
+    "kill-haproxy": kill_haproxy,
+    "link-cut": link_cut,
+    "config-change": config_change,
+    "idle-soak": idle_soak,
+}
 
 
-def bench_profile(name: str, runs: int, scenarios: list[str], root: Path, overrides: dict) -> dict:
+def bench_profile(
+    name: str, runs: int, scenarios: list[str], root: Path, overrides: dict, soak_s: float, soak_profiles: list[str]
+) -> dict:
     workspace = PulumiWorkspace(root / name / "pulumi")
     lab = LabStack.create(workspace, f"bench{name[:3]}", root / name / "lab", port_start=24400)
     config = copy.deepcopy(lab.config)
@@ -152,11 +221,19 @@ def bench_profile(name: str, runs: int, scenarios: list[str], root: Path, overri
             if not wait_for(lambda: pair_whole(lab), 120, interval_s=2):
                 raise RuntimeError("the keepalived pair did not settle")
         for scenario in scenarios:
-            for run in range(1, runs + 1):
-                result = RUNNERS[scenario](lab, whole)
+            # The soak is one long run; the others repeat.
+            if scenario == "idle-soak" and name not in soak_profiles:
+                continue
+            for run in range(1, (1 if scenario == "idle-soak" else runs) + 1):
+                print(f"[bench] {name} {scenario} run {run} ...", flush=True)
+                if scenario == "idle-soak":
+                    result = idle_soak(lab, whole, soak_s)
+                else:
+                    result = RUNNERS[scenario](lab, whole)
                 results.setdefault(scenario, []).append(result)
+                extras = {k: result[k] for k in ("vipMovedS", "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves") if k in result}
                 print(f"[bench] {name} {scenario} run {run}: unavailable {result.get('unavailableS')} s, "
-                      f"{result.get('failures')} failed of {result.get('probes')}", flush=True)  # fmt: skip
+                      f"{result.get('failures')} failed of {result.get('probes')} {extras}", flush=True)  # fmt: skip
     finally:
         lab.teardown()
     return results
@@ -168,16 +245,27 @@ def median(values: list) -> float | None:
 
 
 def summarize(all_results: dict) -> str:
-    lines = ["| scenario | " + " | ".join(f"{p}: unavailable s (median) | {p}: failed probes (median)" for p in all_results) + " |"]
-    lines.append("|---" * (1 + 2 * len(all_results)) + "|")
+    """One row per scenario and profile: medians, and the worst case where it matters."""
+    lines = [
+        "| scenario | profile | runs | unavailable s (median) | failed probes (median) | other node serves after s (median) | most VIP holders at once | s with two holders (max) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     scenarios = sorted({s for r in all_results.values() for s in r}, key=SCENARIOS.index)
     for scenario in scenarios:
-        cells = []
         for profile, results in all_results.items():
             rows = results.get(scenario, [])
+            if not rows:
+                continue
             window = [r.get("unavailableS") if r.get("failures") else 0.0 for r in rows]
-            cells += [str(median(window)), str(median([r.get("failures") for r in rows]))]
-        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+            moved = median([r.get("vipMovedS") for r in rows])
+            holders = max((r.get("maxVipHolders", 0) for r in rows), default=0)
+            dual = max((r.get("dualHolderS", 0.0) for r in rows), default=0.0)
+            if scenario == "idle-soak":
+                moved = f"{sum(r.get('vipMoves', 0) for r in rows)} moves"
+            lines.append(
+                f"| {scenario} | {profile} | {len(rows)} | {median(window)} | {median([r.get('failures') for r in rows])} | "
+                f"{'-' if moved is None else moved} | {holders or '-'} | {dual if 'dualHolderS' in rows[0] else '-'} |"
+            )
     return "\n".join(lines)
 
 
@@ -187,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", default="reference,hapx,keepalived")
     parser.add_argument("--hapx-overrides", default="{}", help='JSON config for the hapx profile, e.g. \'{"hapx:corosync": {"tokenMs": 1000}}\'')
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--soak-s", type=float, default=600, help="length of the idle-soak scenario (bounded to 3600)")
+    parser.add_argument("--soak-profiles", default="hapx", help="profiles that run the idle soak (it is long)")
     parser.add_argument("--out", default=str(REPO / ".bench" / "failover.json"))
     args = parser.parse_args(argv)
     profiles = [p for p in args.profiles.split(",") if p]
@@ -194,10 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in profiles if p not in PROFILES] + [s for s in scenarios if s not in RUNNERS]
     if unknown:
         parser.error(f"unknown profile or scenario: {', '.join(unknown)}")
+    if not 0 < args.soak_s <= 3600:
+        parser.error("--soak-s must be between 0 and 3600")
     all_results = {}
     with tempfile.TemporaryDirectory(prefix="hapx-bench-") as tmp:
         for profile in profiles:
-            all_results[profile] = bench_profile(profile, args.runs, scenarios, Path(tmp), json.loads(args.hapx_overrides))
+            all_results[profile] = bench_profile(profile, args.runs, scenarios, Path(tmp), json.loads(args.hapx_overrides), args.soak_s, args.soak_profiles.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(all_results, indent=2))
     print()

@@ -98,13 +98,17 @@ class PacemakerResourceSet(pulumi.ComponentResource):
             triggers=list(args.node_instance_ids),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_formed], deleted_with=args.connection_vm),
         )
+        wait_vip = render_template(
+            "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_CLONE_ID, timeout_s=VIP_PLACE_TIMEOUT_S
+        )
         self.vip_placed = remote.Command(
             f"{name}-vip-placed",
             connection=args.connection,
-            create=render_template(
-                "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_CLONE_ID, timeout_s=VIP_PLACE_TIMEOUT_S
-            ),
-            triggers=[self.apply.stdout],
+            create=wait_vip,
+            update=wait_vip,
+            # The applied script's hash, on stdin (the script ignores it): a
+            # new apply re-runs this check as an update, not a replacement.
+            stdin=self.apply.stdout,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply], deleted_with=args.connection_vm),
         )
         self.crm_sha = self.apply.stdout.apply(lambda out: out.rsplit("sha256=", 1)[-1].strip())

@@ -31,7 +31,9 @@ class StandInHandler(socketserver.BaseRequestHandler):
             conn.recv(4096)
         except (socket.timeout, OSError):
             pass
-        body = f"{self.server.backend_name}\n".encode()
+        # The caller's address says which haproxy node relayed the request,
+        # so a client can tell when the VIP moved to the other node.
+        body = f"{self.server.backend_name} via {self.client_address[0]}\n".encode()
         response = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
             len(body),
             body,

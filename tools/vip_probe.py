@@ -4,7 +4,8 @@
         [--duration-s 60] [--timeout-ms 500] [--stop-after-recovery]
 
 Each probe opens a connection, sends one HTTP request line and reads the
-reply (the lab's stand-in backends answer with their name). The loop is
+reply (the lab's stand-in backends answer with their name and the address
+of the haproxy node that relayed it, so the probe sees the VIP move). The loop is
 bounded by --duration-s. Prints one JSON object: probe count, failures, the
 unavailability window (first failure to the first success after it), and
 the backends seen. Run it inside the lab's network namespace
@@ -50,11 +51,21 @@ def probe_once(host: str, port: int, timeout_s: float) -> str | None:
     return body.decode(errors="replace").strip() or None
 
 
+def split_reply(reply: str) -> tuple[str, str]:
+    """'kube-mast01 via 192.168.4.21' -> (backend, relaying node address)."""
+    name, _, via = reply.partition(" via ")
+    return name, via
+
+
 def run(host: str, port: int, interval_s: float, duration_s: float, timeout_s: float, stop_after_recovery: bool) -> dict:
     start = time.monotonic()
+    started_at = time.time()
     probes = failures = 0
     first_failure = recovered = None
     backends: dict[str, int] = {}
+    # Which node relayed each good reply: the first one seen, and when
+    # another node first answered (the VIP moved).
+    first_via = moved_to = moved = None
     next_at = start
     while time.monotonic() - start < duration_s and not _stop:
         now = time.monotonic()
@@ -65,7 +76,12 @@ def run(host: str, port: int, interval_s: float, duration_s: float, timeout_s: f
             if first_failure is None:
                 first_failure = now - start
         else:
+            name, via = split_reply(name)
             backends[name] = backends.get(name, 0) + 1
+            if first_via is None:
+                first_via = via
+            elif via != first_via and moved is None:
+                moved, moved_to = now - start, via
             if first_failure is not None and recovered is None:
                 recovered = now - start
                 if stop_after_recovery:
@@ -84,7 +100,11 @@ def run(host: str, port: int, interval_s: float, duration_s: float, timeout_s: f
         "recoveredS": None if recovered is None else round(recovered, 3),
         "unavailableS": window,
         "elapsedS": round(time.monotonic() - start, 3),
+        "startedAt": round(started_at, 3),
         "backends": backends,
+        "servedVia": first_via,
+        "movedS": None if moved is None else round(moved, 3),
+        "movedTo": moved_to,
     }
 
 

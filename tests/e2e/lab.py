@@ -116,6 +116,19 @@ class LabStack:
                 holders.append(node)
         return holders
 
+    def tap(self, node: str) -> str:
+        """The node's cluster NIC on the host (named as components/qemu.py names it)."""
+        return "hxt" + hashlib.sha256(f"{self.stack}/{node}".encode()).hexdigest()[:10]
+
+    def set_link(self, node: str, up: bool) -> None:
+        """Cut (or restore) the node's cluster link: its tap on the lab bridge goes down."""
+        subprocess.run(["ip", "-n", self.namespace, "link", "set", self.tap(node), "up" if up else "down"], check=True)
+
+    def boot_id(self, node: str) -> str | None:
+        """The node's current boot id (changes when it was reset), None if unreachable."""
+        out = self.ssh(node, "cat /proc/sys/kernel/random/boot_id", timeout=20)
+        return out.stdout.strip() if out.returncode == 0 else None
+
     def vm_pid(self, node: str) -> int:
         return int((self.state_dir / self.stack / "vms" / node / "qemu.pid").read_text())
 
@@ -172,7 +185,7 @@ class LabStack:
             found.append(f"namespace {self.namespace}")
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         for node in self.nodes:
-            tap = "hxt" + hashlib.sha256(f"{self.stack}/{node}".encode()).hexdigest()[:10]
+            tap = self.tap(node)
             if f" {tap}:" in links or f" {tap}@" in links:
                 found.append(f"tap {tap}")
         return found
@@ -203,3 +216,54 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 1.0):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval_s)
+
+
+class HolderWatch:
+    """Samples which nodes hold the VIP (over each node's SSH, which does not
+    use the cluster link) in the background, until stopped."""
+
+    def __init__(self, lab: LabStack, interval_s: float = 0.5):
+        import threading
+
+        self.lab = lab
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "HolderWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _holds(self, node: str) -> bool:
+        try:
+            out = self.lab.ssh(node, "ip -o -4 addr show", timeout=8)
+        except subprocess.TimeoutExpired:
+            return False
+        return out.returncode == 0 and f" {self.lab.config['hapx:vip']}/" in out.stdout
+
+    def _run(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.lab.nodes)) as pool:
+            while not self._stop.is_set():
+                at = time.time()
+                holds = list(pool.map(self._holds, self.lab.nodes))
+                self.samples.append((at, tuple(n for n, h in zip(self.lab.nodes, holds) if h)))
+                self._stop.wait(max(0.0, self.interval_s - (time.time() - at)))
+
+    @property
+    def max_holders(self) -> int:
+        return max((len(h) for _, h in self.samples), default=0)
+
+    def dual_seconds(self) -> float:
+        """Time covered by samples in which more than one node held the VIP."""
+        total = 0.0
+        for (at, holders), (nxt, _) in zip(self.samples, self.samples[1:]):
+            if len(holders) > 1:
+                total += nxt - at
+        return round(total, 2)

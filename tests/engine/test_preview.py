@@ -39,6 +39,7 @@ def per_node(node: str, vm_network: tuple[str, str]) -> dict[str, tuple[str, str
         f"hapx-{node}-ready": ("command:remote:Command", f"hapx-{node}"),
         f"hapx-{node}-haproxy-cfg": ("command:remote:Command", "hapx"),
         f"hapx-{node}-stats-credentials": ("command:remote:Command", "hapx"),
+        f"hapx-{node}-agents": ("command:remote:Command", "hapx"),
         f"hapx-secrets-{node}-ssh-host-key": ("command:local:Command", "hapx-secrets"),
     }
 
@@ -66,6 +67,13 @@ NETWORKS = {
         "hapx-network": ("hapx:index:QemuLabNetwork", "hapx"),
         "hapx-network-segment": ("command:local:Command", "hapx-network"),
         "hapx-network-backends": ("command:local:Command", "hapx-network"),
+        # Fencing is on in the lab: a generated password, the host's copy of
+        # it, and each node's copy.
+        "hapx-secrets-fence-password": ("command:local:Command", "hapx-secrets"),
+        "hapx-fence-host": ("hapx:index:QemuFenceHost", "hapx"),
+        "hapx-fence-host-secret": ("command:local:Command", "hapx-fence-host"),
+        "hapx-hapx-node01-fence-credential": ("command:remote:Command", "hapx"),
+        "hapx-hapx-node02-fence-credential": ("command:remote:Command", "hapx"),
     },
 }
 

@@ -108,3 +108,107 @@ def test_refusals_leave_every_vm_running(stack_dir, asking, request_fields, erro
     answer = ask(stack_dir, asking, **request_fields)
     assert not answer["ok"] and error in answer["error"]
     assert ask(stack_dir, "hapx-node01", action="list")["nodes"] == {"hapx-node01": "on", "hapx-node02": "on"}
+
+
+# -- the node's agent, through a stand-in for QEMU's guestfwd ------------------
+
+AGENT = REPO / "templates" / "node" / "fence_hapx_qemu"
+
+
+@pytest.fixture
+def forward(stack_dir):
+    """What QEMU's guestfwd does for a node: each connection to a loopback
+    port runs the helper with the connection as stdin/stdout."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                subprocess.run(
+                    [sys.executable, str(HELPER), "--stack-dir", str(stack_dir), "--from", "hapx-node01"],
+                    stdin=conn.fileno(), stdout=conn.fileno(), timeout=30,
+                )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def agent(port: int, stdin: str) -> subprocess.CompletedProcess:
+    """The agent as pacemaker-fenced runs it: options on stdin."""
+    base = f"ip=127.0.0.1\nipport={port}\npassword={PASSWORD}\n"
+    return subprocess.run(["bash", str(AGENT)], input=base + stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_agent_metadata_is_fence_agent_xml():
+    import xml.etree.ElementTree as ET
+
+    result = subprocess.run(["bash", str(AGENT), "-o", "metadata"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    root = ET.fromstring(result.stdout)
+    assert root.get("name") == "fence_hapx_qemu"
+    assert {"ip", "ipport", "password", "password_script", "plug", "ping_targets"} <= {p.get("name") for p in root.iter("parameter")}
+    assert {"reboot", "off", "on", "status", "monitor", "list"} <= {a.get("name") for a in root.iter("action")}
+
+
+def test_agent_reboots_the_peer_through_the_helper(stack_dir, forward):
+    assert agent(forward, "action=monitor\n").returncode == 0
+    listed = agent(forward, "action=list\n")
+    assert listed.stdout.split() == ["hapx-node01,hapx-node01", "hapx-node02,hapx-node02"]
+    status = agent(forward, "action=status\nport=hapx-node02\n")
+    assert (status.returncode, status.stdout.strip()) == (0, "Status: ON")
+    assert agent(forward, "action=off\nport=hapx-node02\n").returncode == 0
+    status = agent(forward, "action=status\nport=hapx-node02\n")
+    assert (status.returncode, status.stdout.strip()) == (2, "Status: OFF")
+    # A ping target that answers (loopback): this node may fence.
+    rebooted = agent(forward, "action=reboot\nport=hapx-node02\nping_targets=127.0.0.1\n")
+    assert rebooted.returncode == 0, rebooted.stderr
+    assert agent(forward, "action=status\nport=hapx-node02\n").stdout.strip() == "Status: ON"
+    log = [json.loads(line) for line in (stack_dir / "fence.log").read_text().splitlines()]
+    assert [e["action"] for e in log if e["plug"] == "hapx-node02" and e["action"] != "status"] == ["off", "reboot"]
+
+
+def test_agent_on_a_cut_off_node_refuses_to_fence(stack_dir, forward):
+    # 192.0.2.0/24 is TEST-NET-1: nothing answers there. ping leaves through
+    # this throwaway namespace's loopback only, so no packet reaches any
+    # network: the namespace has no other interface and no route.
+    ns = f"hapx-t-fence-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        result = subprocess.run(
+            ["ip", "netns", "exec", ns, "bash", str(AGENT)],
+            input=f"ip=127.0.0.1\nipport={forward}\npassword={PASSWORD}\naction=reboot\nport=hapx-node02\nping_targets=192.0.2.1\n",
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+    assert result.returncode == 1
+    assert "cut off" in result.stderr
+    # It never asked the host: no fencing happened.
+    log = (stack_dir / "fence.log").read_text() if (stack_dir / "fence.log").exists() else ""
+    assert "reboot" not in log
+
+
+def test_agent_with_a_wrong_password_fails(stack_dir, forward):
+    result = subprocess.run(
+        ["bash", str(AGENT)],
+        input=f"ip=127.0.0.1\nipport={forward}\npassword=wrong\naction=off\nport=hapx-node02\n",
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1 and "wrong fence password" in result.stderr
+    assert ask(stack_dir, "hapx-node01", action="status", plug="hapx-node02")["status"] == "on"

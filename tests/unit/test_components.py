@@ -131,6 +131,7 @@ def test_every_component_and_child_exists(cluster):
                 f"hapx-{node}-ready",
                 f"hapx-{node}-haproxy-cfg",
                 f"hapx-{node}-stats-credentials",
+                f"hapx-{node}-agents",
             }
         missing = expected - names
         assert not missing, f"not registered: {sorted(missing)}"
@@ -260,6 +261,9 @@ def test_dependency_order_network_seed_vm_ready_formed_crm(cluster):
             assert _depends(f"hapx-{node}-stats-credentials", f"hapx-{node}-ready")
             assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-ready")
             assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-haproxy-cfg")
+            # The crm script names hapx's agents: they are installed first.
+            assert _depends(f"hapx-{node}-agents", f"hapx-{node}-ready")
+            assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-agents")
         assert _depends("hapx-pacemaker-apply", "hapx-pacemaker-cluster-formed")
         assert _depends("hapx-pacemaker-vip-placed", "hapx-pacemaker-apply")
         # And nothing the other way round.
