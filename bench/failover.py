@@ -226,10 +226,18 @@ def bench_profile(
                 continue
             for run in range(1, (1 if scenario == "idle-soak" else runs) + 1):
                 print(f"[bench] {name} {scenario} run {run} ...", flush=True)
-                if scenario == "idle-soak":
-                    result = idle_soak(lab, whole, soak_s)
-                else:
-                    result = RUNNERS[scenario](lab, whole)
+                try:
+                    if scenario == "idle-soak":
+                        result = idle_soak(lab, whole, soak_s)
+                    else:
+                        result = RUNNERS[scenario](lab, whole)
+                except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
+                    # Recorded, not hidden: the table shows the error count.
+                    print(f"[bench] {name} {scenario} run {run} FAILED: {error}", flush=True)
+                    results.setdefault(scenario, []).append({"error": str(error)})
+                    if not wait_for(lambda: whole(lab), 600, interval_s=10):
+                        raise RuntimeError(f"{name}: the lab did not recover after a failed run") from error
+                    continue
                 results.setdefault(scenario, []).append(result)
                 extras = {k: result[k] for k in ("vipMovedS", "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves") if k in result}
                 print(f"[bench] {name} {scenario} run {run}: unavailable {result.get('unavailableS')} s, "
@@ -253,7 +261,10 @@ def summarize(all_results: dict) -> str:
     scenarios = sorted({s for r in all_results.values() for s in r}, key=SCENARIOS.index)
     for scenario in scenarios:
         for profile, results in all_results.items():
-            rows = results.get(scenario, [])
+            rows = [r for r in results.get(scenario, []) if "error" not in r]
+            errors = len(results.get(scenario, [])) - len(rows)
+            if errors:
+                lines.append(f"| {scenario} | {profile} | {errors} failed run(s) | | | | | |")
             if not rows:
                 continue
             window = [r.get("unavailableS") if r.get("failures") else 0.0 for r in rows]
@@ -287,11 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.soak_s <= 3600:
         parser.error("--soak-s must be between 0 and 3600")
     all_results = {}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hapx-bench-") as tmp:
         for profile in profiles:
             all_results[profile] = bench_profile(profile, args.runs, scenarios, Path(tmp), json.loads(args.hapx_overrides), args.soak_s, args.soak_profiles.split(","))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(all_results, indent=2))
+            # Saved after each profile: a later failure does not lose it.
+            Path(args.out).write_text(json.dumps(all_results, indent=2))
     print()
     print(summarize(all_results))
     print(f"\n[bench] raw results: {args.out}; command: {shlex.join(['python', '-m', 'bench.failover'] + (argv or []))}")
