@@ -111,8 +111,14 @@ def test_backend_change_updates_in_place(lab):
     assert {n for n in changed if "pacemaker" in n} <= {"hapx-pacemaker-apply", "hapx-pacemaker-vip-placed"}, changed
     assert not {n for n in changed if n.endswith(("-ready", "-vm"))}, changed
 
+    backend_dir = lab.state_dir / lab.stack / "backends"
+    stand_ins = {p.name: p.read_text() for p in backend_dir.glob("*.pid")}
     lab.up()
     assert {node: lab.vm_pid(node) for node in lab.nodes} == pids
+    # Only the replaced stand-in was restarted; the others kept serving.
+    after = {p.name: p.read_text() for p in backend_dir.glob("*.pid")}
+    assert set(after) == {"kube-mast01.pid", "kube-mast02.pid", "kube-mast04.pid"}
+    assert all(after[k] == stand_ins[k] for k in ("kube-mast01.pid", "kube-mast02.pid"))
     assert {node: lab.instance_id(node) for node in lab.nodes} == ids
     wanted = {"kube-mast01", "kube-mast02", "kube-mast04"}
     assert wait_for(lambda: set(lab.probe(duration_s=2, interval_ms=50)["backends"]) == wanted, 30), lab.probe()
