@@ -50,7 +50,7 @@ from pathlib import Path
 
 from bench.keepalived import convert_to_keepalived, pair_whole
 from tests.conftest import REPO
-from tests.e2e.lab import PYTHON, HolderWatch, LabStack, wait_for
+from tests.e2e.lab import HolderWatch, LabStack, wait_for
 from tests.pulumi_cli import PulumiWorkspace
 
 # Settings profiles: hapx:* config overrides on top of Pulumi.lab.yaml.
@@ -73,12 +73,7 @@ SOAK_PROBE_INTERVAL_MS = 100
 
 
 def start_probe(lab: LabStack, duration_s: float, stop_after_recovery: bool, interval_ms: int = 20) -> subprocess.Popen:
-    args = ["ip", "netns", "exec", lab.namespace, PYTHON, str(REPO / "tools" / "vip_probe.py"),
-            "--target", f"{lab.config['hapx:vip']}:{lab.config['hapx:haproxy']['frontendPort']}",
-            "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
-    if stop_after_recovery:
-        args.append("--stop-after-recovery")
-    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    return lab.start_probe(duration_s, stop_after_recovery=stop_after_recovery, interval_ms=interval_ms)
 
 
 def finish_probe(probe: subprocess.Popen, event_at: float | None = None, timeout_s: float = PROBE_LIMIT_S + 60) -> dict:

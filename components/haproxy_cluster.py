@@ -141,52 +141,29 @@ class HaproxyCluster(pulumi.ComponentResource):
             self.node_vms.append(vm)
             # Day-2 config: the seed carries it for the first boot, these
             # keep running nodes in step without replacing them.
-            haproxy_cfg = remote.Command(
+            haproxy_cfg = self._node_step(
                 f"{name}-{node.name}-haproxy-cfg",
-                connection=vm.connection,
-                create=render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
+                vm,
+                render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
                 stdin=cluster_files.haproxy_cfg,
-                triggers=[vm.instance_id],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm.ready], deleted_with=vm.vm),
             )
-            stats_credentials = remote.Command(
+            stats_credentials = self._node_step(
                 f"{name}-{node.name}-stats-credentials",
-                connection=vm.connection,
-                create=render_template("node/push-stats-env.sh.j2", stats_env_path=STATS_ENV_PATH),
+                vm,
+                render_template("node/push-stats-env.sh.j2", stats_env_path=STATS_ENV_PATH),
                 stdin=stats_env,
-                triggers=[vm.instance_id],
-                logging=remote.Logging.STDERR,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[vm.ready],
-                    deleted_with=vm.vm,
-                    additional_secret_outputs=["stdout", "stderr"],
-                ),
+                secret=True,
             )
-            agents = remote.Command(
-                f"{name}-{node.name}-agents",
-                connection=vm.connection,
-                create=agents_script,
-                update=agents_script,
-                triggers=[vm.instance_id],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm.ready], deleted_with=vm.vm),
-            )
+            agents = self._node_step(f"{name}-{node.name}-agents", vm, agents_script, rerun_on_change=True)
             node_configured += [vm.ready, haproxy_cfg, stats_credentials, agents]
             if secrets.fence_secret is not None:
                 node_configured.append(
-                    remote.Command(
+                    self._node_step(
                         f"{name}-{node.name}-fence-credential",
-                        connection=vm.connection,
-                        create=render_template("node/push-fence-credential.sh.j2", path=fence_credential_path),
+                        vm,
+                        render_template("node/push-fence-credential.sh.j2", path=fence_credential_path),
                         stdin=secrets.fence_secret,
-                        triggers=[vm.instance_id],
-                        logging=remote.Logging.STDERR,
-                        opts=pulumi.ResourceOptions(
-                            parent=self,
-                            depends_on=[vm.ready],
-                            deleted_with=vm.vm,
-                            additional_secret_outputs=["stdout", "stderr"],
-                        ),
+                        secret=True,
                     )
                 )
         if fence_host is not None:
@@ -259,3 +236,34 @@ class HaproxyCluster(pulumi.ComponentResource):
                 "vipNodeAtApply": self.pacemaker.vip_node_at_apply,
             }
         )
+
+    def _node_step(
+        self,
+        name: str,
+        vm: HapxVm,
+        script: str,
+        stdin: Optional[pulumi.Input[str]] = None,
+        secret: bool = False,
+        rerun_on_change: bool = False,
+    ) -> remote.Command:
+        """A command on one running node, after it is ready, gone with its VM.
+
+        Runs again when the VM is replaced and when `stdin` changes (or, with
+        `rerun_on_change`, the script itself). A secret step logs stderr only
+        and keeps its output secret."""
+        return remote.Command(
+            name,
+            connection=vm.connection,
+            create=script,
+            update=script if rerun_on_change else None,
+            stdin=stdin,
+            triggers=[vm.instance_id],
+            logging=remote.Logging.STDERR if secret else None,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[vm.ready],
+                deleted_with=vm.vm,
+                additional_secret_outputs=["stdout", "stderr"] if secret else None,
+            ),
+        )
+

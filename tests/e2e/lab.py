@@ -139,6 +139,15 @@ class LabStack:
     def in_namespace(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.namespace, *args], capture_output=True, text=True, timeout=timeout)
 
+    def start_probe(self, duration_s: float, stop_after_recovery: bool = True, interval_ms: int = 20) -> subprocess.Popen:
+        """A bounded client loop against the VIP, in the background (its JSON report on stdout)."""
+        args = ["ip", "netns", "exec", self.namespace, PYTHON, str(REPO / "tools" / "vip_probe.py"),
+                "--target", f"{self.config['hapx:vip']}:{self.config['hapx:haproxy']['frontendPort']}",
+                "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
+        if stop_after_recovery:
+            args.append("--stop-after-recovery")
+        return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+
     def probe(self, port: int | None = None, duration_s: float = 2, interval_ms: int = 20, stop_after_recovery: bool = False) -> dict:
         port = port or self.config["hapx:haproxy"]["frontendPort"]
         args = [PYTHON, str(REPO / "tools" / "vip_probe.py"), "--target", f"{self.config['hapx:vip']}:{port}",

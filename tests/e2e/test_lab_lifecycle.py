@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
 from tests.e2e.conftest import FIGURES
-from tests.e2e.lab import PYTHON, HolderWatch, LabStack, wait_for
+from tests.e2e.lab import HolderWatch, LabStack, wait_for
 from tests.pulumi_cli import generated_secrets
 
 pytestmark = pytest.mark.e2e
@@ -135,12 +134,7 @@ def _fail_counts(lab, node: str) -> str:
 
 def test_killed_haproxy_is_back_in_place(lab):
     (holder,) = lab.vip_holders()
-    probe = subprocess.Popen(
-        ["ip", "netns", "exec", lab.namespace, PYTHON, "tools/vip_probe.py",
-         "--target", f"{lab.config['hapx:vip']}:6443", "--duration-s", "60", "--interval-ms", "20",
-         "--timeout-ms", "300", "--stop-after-recovery"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+    probe = lab.start_probe(duration_s=60)
     time.sleep(1)
     lab.ssh(holder, "sudo systemctl kill --signal=SIGKILL haproxy.service")
     result = json.loads(probe.communicate(timeout=120)[0])
@@ -176,12 +170,7 @@ def test_cutting_the_vip_holders_link_fences_it(lab):
     survivor = next(n for n in lab.nodes if n != holder)
     boot_before = lab.boot_id(holder)
     with HolderWatch(lab, interval_s=1) as watch:
-        probe = subprocess.Popen(
-            ["ip", "netns", "exec", lab.namespace, PYTHON, "tools/vip_probe.py",
-             "--target", f"{lab.config['hapx:vip']}:6443", "--duration-s", "120", "--interval-ms", "20",
-             "--timeout-ms", "300", "--stop-after-recovery"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )  # fmt: skip
+        probe = lab.start_probe(duration_s=120)
         time.sleep(1)
         lab.set_link(holder, up=False)
         try:
@@ -207,12 +196,7 @@ def test_powering_off_the_vip_holder_moves_the_vip(lab):
     (holder,) = lab.vip_holders()
     survivor = next(n for n in lab.nodes if n != holder)
     # A bounded probe (20 ms apart, at most 120 s) from inside the lab.
-    probe = subprocess.Popen(
-        ["ip", "netns", "exec", lab.namespace, PYTHON, "tools/vip_probe.py",
-         "--target", f"{lab.config['hapx:vip']}:6443", "--duration-s", "120", "--interval-ms", "20",
-         "--timeout-ms", "300", "--stop-after-recovery"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+    probe = lab.start_probe(duration_s=120)
     time.sleep(1)
     os.kill(lab.vm_pid(holder), signal.SIGKILL)  # pull the plug
     out, _ = probe.communicate(timeout=180)
