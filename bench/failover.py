@@ -5,8 +5,8 @@
         [--soak-s 600] [--hapx-overrides JSON] [--out .bench/failover.json]
 
 Profiles: `reference` is hapx with the reference design's settings (token
-3 s, monitors every 20 s, haproxy started on the survivor at failover, no
-fencing);
+3 s, monitors every 20 s, haproxy started on the survivor at failover and
+restarted by Pacemaker after a crash, no fencing);
 `hapx` is hapx's shipped defaults (plus --hapx-overrides, to try values);
 `keepalived` is the same pair, same image and haproxy.cfg, switched to
 keepalived (VRRP, unicast, advert_int 1 s, haproxy on both nodes, a
@@ -57,7 +57,7 @@ from tests.pulumi_cli import PulumiWorkspace
 PROFILES = {
     "reference": {
         "hapx:corosync": {"tokenMs": 3000},
-        "hapx:pacemaker": {"monitorIntervalS": 20, "haproxyOnAllNodes": False},
+        "hapx:pacemaker": {"monitorIntervalS": 20, "haproxyOnAllNodes": False, "haproxyRestart": "pacemaker"},
         "hapx:fencing": {"enabled": False},
     },
     "hapx": {},

@@ -95,6 +95,9 @@ class PacemakerConfig:
     # haproxy runs on every node (a clone) and only the VIP moves; False:
     # one haproxy instance that moves with the VIP (the reference design).
     haproxy_on_all_nodes: bool
+    # Who restarts a crashed haproxy: "systemd" (in place, about a second) or
+    # "pacemaker" (at the next monitor; how the reference design behaves).
+    haproxy_restart: str
 
 
 @dataclass(frozen=True)
@@ -368,7 +371,7 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
     pm = _Object(
         _key("pacemaker"),
         ours.get("pacemaker"),
-        ("stickiness", "migrationThreshold", "monitorIntervalS", "monitorTimeoutS", "failureTimeoutS", "haproxyOnAllNodes"),
+        ("stickiness", "migrationThreshold", "monitorIntervalS", "monitorTimeoutS", "failureTimeoutS", "haproxyOnAllNodes", "haproxyRestart"),
     )
     pacemaker = PacemakerConfig(
         stickiness=pm.get("stickiness", 100, lambda k, v: _int(k, v, 0, 1000000)),
@@ -378,6 +381,13 @@ def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
         monitor_timeout_s=pm.get("monitorTimeoutS", 60, lambda k, v: _int(k, v, 1, 3600, "seconds")),
         failure_timeout_s=pm.get("failureTimeoutS", 60, lambda k, v: _int(k, v, 0, 86400, "seconds")),
         haproxy_on_all_nodes=pm.get("haproxyOnAllNodes", True, _bool),
+        # Measured: a crash costs ~1.5 s restarted by systemd, 12-26 s waiting
+        # for a monitor and a Pacemaker recovery (docs/benchmarks.md).
+        haproxy_restart=pm.get(
+            "haproxyRestart",
+            "systemd",
+            lambda k, v: _str(k, v, re.compile(r"^(systemd|pacemaker)$"), "set it to systemd (restart in place at once) or pacemaker (at the next monitor)"),
+        ),
     )
 
     virtualbox = _parse_virtualbox(ours.get("virtualbox")) if hypervisor is Hypervisor.VIRTUALBOX else None

@@ -51,6 +51,7 @@ def agent_env(tmp_path) -> dict:
         "OCF_RESKEY_check_timeout": "1",
         "OCF_RESKEY_restart_grace": "2",
         "HAPX_TEST_STATE": str(state),
+        "HAPX_SYSTEMD_RUNTIME_DIR": str(tmp_path / "run-systemd"),
     }
 
 
@@ -135,3 +136,15 @@ def test_stopped_unit_is_not_running_and_validate_needs_the_config(agent_env):
     assert agent("validate-all", agent_env).returncode == OCF_SUCCESS
     missing = agent("validate-all", {**agent_env, "OCF_RESKEY_config": "/nonexistent/haproxy.cfg"})
     assert missing.returncode == 5  # OCF_ERR_INSTALLED
+
+
+def test_restart_by_pacemaker_turns_systemd_restarts_off_and_back_on(agent_env, haproxy):
+    dropin = Path(agent_env["HAPX_SYSTEMD_RUNTIME_DIR"]) / "haproxy.service.d" / "50-hapx-restart.conf"
+    started = agent("start", {**agent_env, "OCF_RESKEY_restart_by": "pacemaker"})
+    assert started.returncode == OCF_SUCCESS, started.stderr
+    assert dropin.read_text() == "[Service]\nRestart=no\n"
+    started = agent("start", agent_env)  # default: systemd restarts it
+    assert started.returncode == OCF_SUCCESS, started.stderr
+    assert not dropin.exists()
+    bad = agent("validate-all", {**agent_env, "OCF_RESKEY_restart_by": "cron"})
+    assert bad.returncode == 6  # OCF_ERR_CONFIGURED

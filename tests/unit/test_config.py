@@ -107,6 +107,7 @@ INVALID = [
     ("fencing enabled not a bool", lambda r: _set(r, "hapx:fencing", {"enabled": "yes"}), "hapx:fencing.enabled", "expected true or false"),
     ("ping targets not a list", lambda r: _set(r, "hapx:fencing", {"pingTargets": "192.168.4.11"}), "hapx:fencing.pingTargets", "expected a list"),
     ("bad ping target", lambda r: _set(r, "hapx:fencing", {"pingTargets": ["192.168.4.300"]}), "hapx:fencing.pingTargets[0]", "not an IPv4 address"),
+    ("unknown haproxy restart", lambda r: _set(r, "hapx:pacemaker", {"haproxyRestart": "cron"}), "hapx:pacemaker.haproxyRestart", "not valid"),
     ("ping target twice", lambda r: _set(r, "hapx:fencing", {"pingTargets": ["a", "a"]}), "hapx:fencing.pingTargets", "lists a target twice"),
 ]
 
