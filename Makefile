@@ -51,7 +51,7 @@ ssh-key:
 	@$(PULUMI) stack output --stack $(STACK) knownHosts > ~/.ssh/hapx-$(STACK).known_hosts
 	@echo "wrote ~/.ssh/hapx-$(STACK) and ~/.ssh/hapx-$(STACK).known_hosts (the nodes' pinned host keys)"
 
-BENCH_ARGS ?= --runs 3
+BENCH_ARGS ?= --runs 5
 bench: image
 	$(PYTHON) -m bench.failover $(BENCH_ARGS)
 
