@@ -72,10 +72,6 @@ AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
 
 
-def start_probe(lab: LabStack, duration_s: float, stop_after_recovery: bool, interval_ms: int = 20) -> subprocess.Popen:
-    return lab.start_probe(duration_s, stop_after_recovery=stop_after_recovery, interval_ms=interval_ms)
-
-
 def finish_probe(probe: subprocess.Popen, event_at: float | None = None, timeout_s: float = PROBE_LIMIT_S + 60) -> dict:
     out, _ = probe.communicate(timeout=timeout_s)
     result = json.loads(out)
@@ -102,7 +98,7 @@ def restart_vm(lab: LabStack, node: str) -> None:
 
 def power_off(lab: LabStack, whole) -> dict:
     (holder,) = lab.vip_holders()
-    probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=True)
+    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True)
     time.sleep(1)
     event_at = time.time()
     subprocess.run(["kill", "-KILL", str(lab.vm_pid(holder))], check=True)
@@ -115,7 +111,7 @@ def power_off(lab: LabStack, whole) -> dict:
 
 def kill_haproxy(lab: LabStack, whole) -> dict:
     (holder,) = lab.vip_holders()
-    probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=True)
+    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True)
     time.sleep(1)
     event_at = time.time()
     lab.ssh(holder, "sudo systemctl kill --signal=SIGKILL haproxy.service")
@@ -139,7 +135,7 @@ def link_cut(lab: LabStack, whole) -> dict:
     # Every 2 s: each sample is an SSH login on both guests, which costs
     # them CPU under TCG; a split brain lasts the whole cut, so 2 s sees it.
     with HolderWatch(lab, interval_s=2) as watch:
-        probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=True)
+        probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True)
         time.sleep(1)
         event_at = time.time()
         lab.set_link(holder, up=False)
@@ -162,7 +158,7 @@ def idle_soak(lab: LabStack, whole, duration_s: float) -> dict:
     """Nothing happens for duration_s: the VIP must not move, nothing may fail."""
     fenced_before = lab.ssh(lab.nodes[0], "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true").stdout.strip()
     with HolderWatch(lab, interval_s=10) as watch:
-        probe = start_probe(lab, duration_s, stop_after_recovery=False, interval_ms=SOAK_PROBE_INTERVAL_MS)
+        probe = lab.start_probe(duration_s, stop_after_recovery=False, interval_ms=SOAK_PROBE_INTERVAL_MS)
         result = finish_probe(probe, timeout_s=duration_s + 120)
     holders = [h for _, h in watch.samples]
     result["vipMoves"] = sum(1 for a, b in zip(holders, holders[1:]) if a != b)
@@ -187,7 +183,7 @@ def backend_change(lab: LabStack, whole) -> dict:
     else:
         backends[2] = {"name": "kube-mast03", "address": "192.168.4.13", "port": third["port"]}
     lab.set_config(config)
-    probe = start_probe(lab, PROBE_LIMIT_S, stop_after_recovery=False)
+    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=False)
     time.sleep(1)
     lab.up()
     time.sleep(2)  # the reloads' old workers finish

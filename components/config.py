@@ -105,8 +105,9 @@ class FencingConfig:
     # STONITH on: a node that loses its peer power-cycles it before taking
     # over, so a cut link never leaves two nodes holding the VIP.
     enabled: bool
-    # fence_heuristics_ping targets: a node that reaches none of them (it is
-    # the one cut off) does not fence its peer. Empty: no heuristic.
+    # A node that reaches none of these (it is the one cut off) does not
+    # fence its peer: checked by the QEMU agent itself, by a
+    # fence_heuristics_ping level for fence_vbox. Empty: no check.
     ping_targets: tuple[str, ...]
     # VirtualBox only: the host fence_vbox reaches over SSH to run VBoxManage.
     host_address: Optional[ipaddress.IPv4Address]

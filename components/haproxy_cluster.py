@@ -20,8 +20,6 @@ from .hapx_vm import HapxVm, HapxVmArgs
 from .hypervisor import driver_for
 from .pacemaker_resource_set import PacemakerResourceSet, PacemakerResourceSetArgs
 from .rendering import (
-    FENCE_SECRET_PATH,
-    FENCE_VBOX_KEY_PATH,
     STATS_ENV_PATH,
     NodeSecrets,
     crm_ids,
@@ -61,10 +59,6 @@ class HaproxyCluster(pulumi.ComponentResource):
         cfg = args.config
         driver = driver_for(cfg, args.stack)
         fencing = fence_plan(cfg)
-        fence_credential = None
-        if fencing is not None:
-            fence_credential = "password" if fencing.agent == "fence_hapx_qemu" else "ssh-key"
-        fence_credential_path = FENCE_SECRET_PATH if fence_credential == "password" else FENCE_VBOX_KEY_PATH
 
         secrets = StackSecrets(
             f"{name}-secrets",
@@ -72,7 +66,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 node_names=[n.name for n in cfg.nodes],
                 stats_password=args.stats_password,
                 corosync_authkey=args.corosync_authkey,
-                fence_credential=fence_credential,
+                fence_credential=fencing.credential if fencing else None,
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -156,12 +150,12 @@ class HaproxyCluster(pulumi.ComponentResource):
             )
             agents = self._node_step(f"{name}-{node.name}-agents", vm, agents_script, rerun_on_change=True)
             node_configured += [vm.ready, haproxy_cfg, stats_credentials, agents]
-            if secrets.fence_secret is not None:
+            if fencing is not None and secrets.fence_secret is not None:
                 node_configured.append(
                     self._node_step(
                         f"{name}-{node.name}-fence-credential",
                         vm,
-                        render_template("node/push-fence-credential.sh.j2", path=fence_credential_path),
+                        render_template("node/push-fence-credential.sh.j2", path=fencing.credential_path),
                         stdin=secrets.fence_secret,
                         secret=True,
                     )

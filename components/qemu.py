@@ -72,7 +72,10 @@ class QemuDriver(HypervisorDriver):
 
     def vm_spec(self, node: NodeConfig, index: int) -> VmSpec:
         # The base image is part of what a VM is: a rebuilt image replaces it.
-        return replace(super().vm_spec(node, index), image=self.image_key(), host_wiring=f"fence={QEMU_FENCE_ADDRESS}:{QEMU_FENCE_PORT}" if self.cfg.fencing.enabled else "")
+        # Not the forward's command line: it names this clone's path, and
+        # moving the clone should not replace the VMs.
+        wiring = f"fence={QEMU_FENCE_ADDRESS}:{QEMU_FENCE_PORT}" if self.cfg.fencing.enabled else ""
+        return replace(super().vm_spec(node, index), image=self.image_key(), host_wiring=wiring)
 
     def image_key(self) -> str:
         """The key of the base image `make image` built, "" before it exists."""

@@ -20,10 +20,9 @@ from pulumi_command import local
 from .config import BackendConfig, HapxConfig
 from .hypervisor import stable_mac
 from .qemu import LAB_BRIDGE, lab_device
-
-LAB_BRIDGE_OUI = "02:68:78"  # locally administered ("hx")
 from .rendering import render_template
 
+LAB_BRIDGE_OUI = "02:68:78"  # locally administered ("hx")
 LAB_PYTHON = ".venv/bin/python"
 
 

@@ -25,7 +25,6 @@ STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
 HEALTH_PATH = "/hapx-health"
 # Files hapx installs on every node, from templates/node/.
 OCF_HAPROXY_PATH = "/usr/lib/ocf/resource.d/hapx/haproxy"
-FENCE_AGENT_QEMU_PATH = "/usr/sbin/fence_hapx_qemu"
 
 # Pacemaker ids of what hapx adds to the CIB (and removes on destroy).
 VIP_ID = "hapx-vip"
@@ -104,6 +103,13 @@ class FencePlan:
 
     agent: str
     params: str  # crm `params` text, no secrets (they stay in files on the nodes)
+    # The secret the agent presents: "password" (QEMU lab helper) or
+    # "ssh-key" (fence_vbox to the host); installed on each node at this path.
+    credential: str
+    credential_path: str
+    # hapx's own agent, installed on each node from templates/node/ (None:
+    # the agent comes with fence-agents).
+    agent_template: Optional[str]
     nodes: tuple[str, ...]
     host_map: str  # node:plug;... (the VM name the agent powers off)
     # Targets for a fence_heuristics_ping level in front of the device
@@ -125,6 +131,7 @@ def fence_plan(cfg: HapxConfig) -> Optional[FencePlan]:
     targets = cfg.fencing.ping_targets
     if cfg.hypervisor is Hypervisor.QEMU:
         agent = "fence_hapx_qemu"
+        credential, credential_path, agent_template = "password", FENCE_SECRET_PATH, "node/fence_hapx_qemu"
         params = f'ip={QEMU_FENCE_ADDRESS} ipport={QEMU_FENCE_PORT} password_script="cat {FENCE_SECRET_PATH}"'
         if targets:
             # The agent checks them itself, in the same run as the reset.
@@ -132,11 +139,15 @@ def fence_plan(cfg: HapxConfig) -> Optional[FencePlan]:
         level_targets: tuple[str, ...] = ()
     else:
         agent = "fence_vbox"
+        credential, credential_path, agent_template = "ssh-key", FENCE_VBOX_KEY_PATH, None
         params = f"ip={cfg.fencing.host_address} username={cfg.fencing.host_user} identity_file={FENCE_VBOX_KEY_PATH}"
         level_targets = targets
     return FencePlan(
         agent=agent,
         params=params,
+        credential=credential,
+        credential_path=credential_path,
+        agent_template=agent_template,
         nodes=tuple(n.name for n in cfg.nodes),
         # VM names are node names for both drivers (HypervisorDriver.vm_name).
         host_map=";".join(f"{n.name}:{n.name}" for n in cfg.nodes),
@@ -253,8 +264,8 @@ def node_agent_files(cfg: HapxConfig) -> tuple[NodeAgentFile, ...]:
     """The resource and fence agents hapx installs on every node."""
     files = [NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text())]
     plan = fence_plan(cfg)
-    if plan is not None and plan.agent == "fence_hapx_qemu":
-        files.append(NodeAgentFile(FENCE_AGENT_QEMU_PATH, (TEMPLATE_DIR / "node" / "fence_hapx_qemu").read_text()))
+    if plan is not None and plan.agent_template is not None:
+        files.append(NodeAgentFile(f"/usr/sbin/{plan.agent}", (TEMPLATE_DIR / plan.agent_template).read_text()))
     return tuple(files)
 
 

@@ -148,15 +148,12 @@ class LabStack:
             args.append("--stop-after-recovery")
         return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
 
-    def probe(self, port: int | None = None, duration_s: float = 2, interval_ms: int = 20, stop_after_recovery: bool = False) -> dict:
-        port = port or self.config["hapx:haproxy"]["frontendPort"]
-        args = [PYTHON, str(REPO / "tools" / "vip_probe.py"), "--target", f"{self.config['hapx:vip']}:{port}",
-                "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
-        if stop_after_recovery:
-            args.append("--stop-after-recovery")
-        proc = self.in_namespace(*args, timeout=duration_s + 30)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
+    def probe(self, duration_s: float = 2, interval_ms: int = 20, stop_after_recovery: bool = False) -> dict:
+        """start_probe, waited for: its report."""
+        proc = self.start_probe(duration_s, stop_after_recovery=stop_after_recovery, interval_ms=interval_ms)
+        out, _ = proc.communicate(timeout=duration_s + 30)
+        assert proc.returncode == 0, out
+        return json.loads(out)
 
     def stats_status(self, user: str, password: str) -> int:
         """HTTP status of the stats page at the VIP for these credentials."""
