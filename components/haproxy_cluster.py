@@ -15,15 +15,17 @@ import pulumi
 from pulumi_command import remote
 
 from .cloud_init_seed import CloudInitSeed, CloudInitSeedArgs
-from .config import HapxConfig
+from .config import HapxConfig, NodeConfig
 from .hapx_vm import HapxVm, HapxVmArgs
-from .hypervisor import driver_for
+from .drivers import driver_for
+from .drivers.base import HypervisorDriver
+from .fencing import FencePlan
 from .pacemaker_resource_set import PacemakerResourceSet, PacemakerResourceSetArgs
 from .rendering import (
     STATS_ENV_PATH,
+    ClusterFiles,
     NodeSecrets,
     crm_ids,
-    fence_plan,
     node_agent_files,
     render_cluster_files,
     render_node_files,
@@ -53,130 +55,173 @@ class HaproxyCluster(pulumi.ComponentResource):
     ssh_commands: pulumi.Output[dict]
     known_hosts: pulumi.Output[str]
     admin_private_key: pulumi.Output[str]
+    fence_host_public_key: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: HaproxyClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hapx:index:HaproxyCluster", name, None, opts)
-        cfg = args.config
-        driver = driver_for(cfg, args.stack)
-        fencing = fence_plan(cfg)
+        self._name = name
+        self._cfg = args.config
+        self._stack = args.stack
+        self._driver: HypervisorDriver = driver_for(args.config, args.stack)
+        fencing = self._driver.fence_plan()
+        cluster_files = render_cluster_files(self._cfg, self._stack, fencing)
 
-        secrets = StackSecrets(
-            f"{name}-secrets",
+        self.secrets = self._stack_secrets(args, fencing)
+        network = self._driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
+        self.node_vms: list[HapxVm] = []
+        nodes_configured: list[pulumi.Resource] = []
+        for index, node in enumerate(self._cfg.nodes):
+            vm = self._node_vm(node, index, cluster_files, network)
+            self.node_vms.append(vm)
+            nodes_configured += self._node_config_steps(node, vm, cluster_files, fencing)
+        if self.secrets.fence_secret is not None:
+            fence_host = self._driver.fence_host(
+                f"{name}-fence-host", self.secrets.fence_secret, pulumi.ResourceOptions(parent=self)
+            )
+            if fence_host is not None:
+                nodes_configured.append(fence_host)
+        self.pacemaker = PacemakerResourceSet(
+            f"{name}-pacemaker",
+            PacemakerResourceSetArgs(
+                connection=self.node_vms[0].connection,
+                node_count=len(self._cfg.nodes),
+                crm_script=cluster_files.crm_script,
+                crm_ids=crm_ids(fencing),
+                node_instance_ids=[vm.instance_id for vm in self.node_vms],
+                nodes_configured=nodes_configured,
+                connection_vm=self.node_vms[0].vm,
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self._set_outputs(network)
+        self.register_outputs(
+            {
+                "vip": self.vip,
+                "frontendPort": self.frontend_port,
+                "labNamespace": self.lab_namespace,
+                "statsUrl": self.stats_url,
+                "statsUser": self.stats_user,
+                "statsPassword": self.stats_password,
+                "nodes": self.nodes,
+                "sshCommands": self.ssh_commands,
+                "knownHosts": self.known_hosts,
+                "adminPrivateKey": self.admin_private_key,
+                "fenceHostPublicKey": self.fence_host_public_key,
+                "vipNodeAtApply": self.pacemaker.vip_node_at_apply,
+            }
+        )
+
+    def _stack_secrets(self, args: HaproxyClusterArgs, fencing: Optional[FencePlan]) -> StackSecrets:
+        return StackSecrets(
+            f"{self._name}-secrets",
             StackSecretsArgs(
-                node_names=[n.name for n in cfg.nodes],
+                node_names=[n.name for n in self._cfg.nodes],
                 stats_password=args.stats_password,
                 corosync_authkey=args.corosync_authkey,
                 fence_credential=fencing.credential if fencing else None,
             ),
             pulumi.ResourceOptions(parent=self),
         )
-        network = driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
-        fence_host = None
-        if secrets.fence_secret is not None:
-            fence_host = driver.fence_host(f"{name}-fence-host", secrets.fence_secret, pulumi.ResourceOptions(parent=self))
-        agents_script = render_template(
-            "node/install-agents.sh.j2",
-            files=[
-                {"path": f.path, "content_b64": base64.b64encode(f.content.encode()).decode()} for f in node_agent_files(cfg)
-            ],
-        )
-        cluster_files = render_cluster_files(cfg, args.stack)
-        stats_env = pulumi.Output.secret(
-            secrets.stats_password.apply(lambda pw: render_stats_env(cfg.haproxy.stats_user, pw))
-        )
 
-        self.node_vms: list[HapxVm] = []
-        node_configured = []
-        for index, node in enumerate(cfg.nodes):
-            spec = driver.vm_spec(node, index)
-            host_key = secrets.host_keys[node.name]
-            files = pulumi.Output.secret(
-                pulumi.Output.all(
-                    secrets.admin_key.public_key,
-                    host_key.private_key,
-                    host_key.public_key,
-                    secrets.corosync_authkey,
-                    secrets.stats_password,
-                ).apply(
-                    lambda v, node=node, spec=spec: render_node_files(
-                        cfg,
-                        args.stack,
-                        node,
-                        spec.network,
-                        NodeSecrets(
-                            admin_public_key=v[0],
-                            host_private_key=v[1],
-                            host_public_key=v[2],
-                            authkey_b64=v[3],
-                            stats_password=v[4],
-                        ),
-                        cluster_files,
-                    )
+    def _node_vm(
+        self, node: NodeConfig, index: int, cluster_files: ClusterFiles, network: Optional[pulumi.Resource]
+    ) -> HapxVm:
+        """The node's seed and its VM, up to `ready`."""
+        cfg, secrets, driver = self._cfg, self.secrets, self._driver
+        spec = driver.vm_spec(node, index)
+        host_key = secrets.host_keys[node.name]
+        files = pulumi.Output.secret(
+            pulumi.Output.all(
+                secrets.admin_key.public_key,
+                host_key.private_key,
+                host_key.public_key,
+                secrets.corosync_authkey,
+                secrets.stats_password,
+            ).apply(
+                lambda v: render_node_files(
+                    cfg,
+                    self._stack,
+                    node,
+                    spec.network,
+                    NodeSecrets(
+                        admin_public_key=v[0],
+                        host_private_key=v[1],
+                        host_public_key=v[2],
+                        authkey_b64=v[3],
+                        stats_password=v[4],
+                    ),
+                    cluster_files,
                 )
             )
-            iso_path = driver.seed_path(node)
-            seed = CloudInitSeed(
-                f"{name}-{node.name}-seed", CloudInitSeedArgs(files=files, iso_path=iso_path), pulumi.ResourceOptions(parent=self)
-            )
-            vm = HapxVm(
-                f"{name}-{node.name}",
-                HapxVmArgs(
-                    spec=spec,
-                    scripts=driver.vm_scripts(spec, iso_path),
-                    seed=seed,
-                    ssh=driver.ssh_endpoint(node, index),
-                    admin_user=cfg.admin_user,
-                    admin_private_key=secrets.admin_key.private_key,
-                    host_public_key=host_key.public_key,
-                    network=network,
-                ),
-                pulumi.ResourceOptions(parent=self),
-            )
-            self.node_vms.append(vm)
-            # Day-2 config: the seed carries it for the first boot, these
-            # keep running nodes in step without replacing them.
-            haproxy_cfg = self._node_step(
-                f"{name}-{node.name}-haproxy-cfg",
-                vm,
-                render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
-                stdin=cluster_files.haproxy_cfg,
-            )
-            stats_credentials = self._node_step(
-                f"{name}-{node.name}-stats-credentials",
-                vm,
-                render_template("node/push-stats-env.sh.j2", stats_env_path=STATS_ENV_PATH),
-                stdin=stats_env,
-                secret=True,
-            )
-            agents = self._node_step(f"{name}-{node.name}-agents", vm, agents_script, rerun_on_change=True)
-            node_configured += [vm.ready, haproxy_cfg, stats_credentials, agents]
-            if fencing is not None and secrets.fence_secret is not None:
-                node_configured.append(
-                    self._node_step(
-                        f"{name}-{node.name}-fence-credential",
-                        vm,
-                        render_template("node/push-fence-credential.sh.j2", path=fencing.credential_path),
-                        stdin=secrets.fence_secret,
-                        secret=True,
-                    )
-                )
-        if fence_host is not None:
-            node_configured.append(fence_host)
-
-        self.pacemaker = PacemakerResourceSet(
-            f"{name}-pacemaker",
-            PacemakerResourceSetArgs(
-                connection=self.node_vms[0].connection,
-                node_count=len(cfg.nodes),
-                crm_script=cluster_files.crm_script,
-                crm_ids=crm_ids(cfg),
-                node_instance_ids=[vm.instance_id for vm in self.node_vms],
-                nodes_configured=node_configured,
-                connection_vm=self.node_vms[0].vm,
+        )
+        iso_path = driver.seed_path(node)
+        seed = CloudInitSeed(
+            f"{self._name}-{node.name}-seed",
+            CloudInitSeedArgs(files=files, iso_path=iso_path),
+            pulumi.ResourceOptions(parent=self),
+        )
+        return HapxVm(
+            f"{self._name}-{node.name}",
+            HapxVmArgs(
+                spec=spec,
+                scripts=driver.vm_scripts(spec, iso_path),
+                seed=seed,
+                ssh=driver.ssh_endpoint(node, index),
+                admin_user=cfg.admin_user,
+                admin_private_key=secrets.admin_key.private_key,
+                host_public_key=host_key.public_key,
+                network=network,
             ),
             pulumi.ResourceOptions(parent=self),
         )
 
+    def _node_config_steps(
+        self, node: NodeConfig, vm: HapxVm, cluster_files: ClusterFiles, fencing: Optional[FencePlan]
+    ) -> list[pulumi.Resource]:
+        """Day-2 config: the seed carries it for the first boot, these steps
+        keep running nodes in step without replacing them."""
+        prefix = f"{self._name}-{node.name}"
+        stats_env = pulumi.Output.secret(
+            self.secrets.stats_password.apply(lambda pw: render_stats_env(self._cfg.haproxy.stats_user, pw))
+        )
+        agents_script = render_template(
+            "node/install-agents.sh.j2",
+            files=[
+                {"path": f.path, "content_b64": base64.b64encode(f.content.encode()).decode()}
+                for f in node_agent_files(fencing)
+            ],
+        )
+        steps: list[pulumi.Resource] = [
+            vm.ready,
+            self._node_step(
+                f"{prefix}-haproxy-cfg",
+                vm,
+                render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
+                stdin=cluster_files.haproxy_cfg,
+            ),
+            self._node_step(
+                f"{prefix}-stats-credentials",
+                vm,
+                render_template("node/push-stats-env.sh.j2", stats_env_path=STATS_ENV_PATH),
+                stdin=stats_env,
+                secret=True,
+            ),
+            self._node_step(f"{prefix}-agents", vm, agents_script, rerun_on_change=True),
+        ]
+        if fencing is not None and self.secrets.fence_secret is not None:
+            steps.append(
+                self._node_step(
+                    f"{prefix}-fence-credential",
+                    vm,
+                    render_template("node/push-fence-credential.sh.j2", path=fencing.credential_path),
+                    stdin=self.secrets.fence_secret,
+                    secret=True,
+                )
+            )
+        return steps
+
+    def _set_outputs(self, network: Optional[pulumi.Resource]) -> None:
+        cfg, secrets = self._cfg, self.secrets
         self.vip = pulumi.Output.from_input(str(cfg.vip))
         self.frontend_port = pulumi.Output.from_input(cfg.haproxy.frontend_port)
         # Where the VIP can be reached from when the hypervisor keeps the
@@ -197,8 +242,8 @@ class HaproxyCluster(pulumi.ComponentResource):
                 for node, row in zip(cfg.nodes, rows)
             }
         )
-        key_file = f"~/.ssh/hapx-{args.stack}"
-        endpoints = [driver.ssh_endpoint(node, i) for i, node in enumerate(cfg.nodes)]
+        key_file = f"~/.ssh/hapx-{self._stack}"
+        endpoints = [self._driver.ssh_endpoint(node, i) for i, node in enumerate(cfg.nodes)]
         # The nodes' host keys are generated by hapx, so operators can pin
         # them too: `make ssh-key` writes this next to the key file.
         self.known_hosts = pulumi.Output.all(*[secrets.host_keys[n.name].public_key for n in cfg.nodes]).apply(
@@ -212,22 +257,6 @@ class HaproxyCluster(pulumi.ComponentResource):
                 node.name: f"ssh -i {key_file} -o UserKnownHostsFile={key_file}.known_hosts -p {ep.port} "
                 f"{cfg.admin_user}@{ep.host}"
                 for node, ep in zip(cfg.nodes, endpoints)
-            }
-        )
-        self.register_outputs(
-            {
-                "vip": self.vip,
-                "frontendPort": self.frontend_port,
-                "labNamespace": self.lab_namespace,
-                "statsUrl": self.stats_url,
-                "statsUser": self.stats_user,
-                "statsPassword": self.stats_password,
-                "nodes": self.nodes,
-                "sshCommands": self.ssh_commands,
-                "knownHosts": self.known_hosts,
-                "adminPrivateKey": self.admin_private_key,
-                "fenceHostPublicKey": self.fence_host_public_key,
-                "vipNodeAtApply": self.pacemaker.vip_node_at_apply,
             }
         )
 

@@ -16,7 +16,7 @@ import pulumi
 from pulumi_command import local, remote
 
 from .cloud_init_seed import CloudInitSeed
-from .hypervisor import SshEndpoint, VmScripts, VmSpec
+from .drivers.base import SshEndpoint, VmScripts, VmSpec
 from .rendering import render_template
 
 # A TCG guest takes about 50 s to answer SSH and the reference's VirtualBox

@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from .rendering import ALL_CRM_IDS, FENCE_DEVICE_ID, FENCE_HEURISTICS_ID, HAPROXY_CLONE_ID, VIP_ID, render_template
+from .fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
+from .rendering import ALL_CRM_IDS, HAPROXY_CLONE_ID, VIP_ID, render_template
 
 CLUSTER_FORM_TIMEOUT_S = 600
 VIP_PLACE_TIMEOUT_S = 180
@@ -56,7 +57,7 @@ class PacemakerResourceSetArgs:
     connection: remote.ConnectionArgs
     node_count: int
     crm_script: pulumi.Input[str]
-    # The CIB ids the crm script defines (rendering.crm_ids).
+    # The CIB ids the crm script defines (rendering.crm_ids of the fence plan).
     crm_ids: Sequence[str]
     # Changes when any node VM is replaced, so the set is checked again.
     node_instance_ids: Sequence[pulumi.Input[str]] = field(default_factory=list)

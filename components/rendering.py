@@ -17,7 +17,8 @@ from typing import Optional
 
 import jinja2
 
-from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, Hypervisor, NodeConfig
+from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
+from .fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID, FENCE_ORDER_ID, FencePlan
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
@@ -32,22 +33,11 @@ HAPROXY_ID = "hapx-haproxy"
 HAPROXY_CLONE_ID = "hapx-haproxy-clone"
 COLOCATION_ID = "hapx-vip-with-haproxy"
 ORDER_ID = "hapx-haproxy-before-vip"
-FENCE_DEVICE_ID = "hapx-fence"
-FENCE_HEURISTICS_ID = "hapx-fence-ping"
-FENCE_ORDER_ID = "hapx-vip-before-fence"
 # Constraints first: the remove script deletes in this order.
 CRM_IDS = (ORDER_ID, COLOCATION_ID, VIP_ID, HAPROXY_CLONE_ID, HAPROXY_ID)
 # Everything hapx may have put in the CIB; an apply removes what the current
 # config no longer has (fencing turned off, say).
 ALL_CRM_IDS = (FENCE_ORDER_ID,) + CRM_IDS + (FENCE_HEURISTICS_ID, FENCE_DEVICE_ID)
-
-# Fencing files on the nodes (root only).
-FENCE_SECRET_PATH = "/etc/hapx/fence-secret"
-FENCE_VBOX_KEY_PATH = "/etc/hapx/fence-vbox-key"
-# Where a QEMU lab node reaches the host's fence helper: an address of its
-# user-mode network that QEMU forwards to the helper (guestfwd).
-QEMU_FENCE_ADDRESS = "10.0.2.100"
-QEMU_FENCE_PORT = 1229
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -97,70 +87,9 @@ class NodeSecrets:
     stats_password: str
 
 
-@dataclass(frozen=True)
-class FencePlan:
-    """The STONITH resources for the crm script (see templates/pacemaker.crm.j2)."""
-
-    agent: str
-    params: str  # crm `params` text, no secrets (they stay in files on the nodes)
-    # The secret the agent presents: "password" (QEMU lab helper) or
-    # "ssh-key" (fence_vbox to the host); installed on each node at this path.
-    credential: str
-    credential_path: str
-    # hapx's own agent, installed on each node from templates/node/ (None:
-    # the agent comes with fence-agents).
-    agent_template: Optional[str]
-    nodes: tuple[str, ...]
-    host_map: str  # node:plug;... (the VM name the agent powers off)
-    # Targets for a fence_heuristics_ping level in front of the device
-    # (empty: no such level; hapx's QEMU agent checks them itself).
-    ping_targets: tuple[str, ...]
-    timeout_s: int
-    device_id: str = FENCE_DEVICE_ID
-    heuristics_id: str = FENCE_HEURISTICS_ID
-    order_id: str = FENCE_ORDER_ID
-
-    @property
-    def crm_ids(self) -> tuple[str, ...]:
-        return (FENCE_ORDER_ID, FENCE_DEVICE_ID) + ((FENCE_HEURISTICS_ID,) if self.ping_targets else ())
-
-
-def fence_plan(cfg: HapxConfig) -> Optional[FencePlan]:
-    if not cfg.fencing.enabled:
-        return None
-    targets = cfg.fencing.ping_targets
-    if cfg.hypervisor is Hypervisor.QEMU:
-        agent = "fence_hapx_qemu"
-        credential, credential_path, agent_template = "password", FENCE_SECRET_PATH, "node/fence_hapx_qemu"
-        params = f'ip={QEMU_FENCE_ADDRESS} ipport={QEMU_FENCE_PORT} password_script="cat {FENCE_SECRET_PATH}"'
-        if targets:
-            # The agent checks them itself, in the same run as the reset.
-            params += f' ping_targets="{",".join(targets)}"'
-        level_targets: tuple[str, ...] = ()
-    else:
-        agent = "fence_vbox"
-        credential, credential_path, agent_template = "ssh-key", FENCE_VBOX_KEY_PATH, None
-        params = f"ip={cfg.fencing.host_address} username={cfg.fencing.host_user} identity_file={FENCE_VBOX_KEY_PATH}"
-        level_targets = targets
-    return FencePlan(
-        agent=agent,
-        params=params,
-        credential=credential,
-        credential_path=credential_path,
-        agent_template=agent_template,
-        nodes=tuple(n.name for n in cfg.nodes),
-        # VM names are node names for both drivers (HypervisorDriver.vm_name).
-        host_map=";".join(f"{n.name}:{n.name}" for n in cfg.nodes),
-        ping_targets=level_targets,
-        # Heuristics (1 s) plus the power-off; generous for a busy host.
-        timeout_s=60,
-    )
-
-
-def crm_ids(cfg: HapxConfig) -> tuple[str, ...]:
-    """Ids the crm script of this config puts in the CIB."""
-    plan = fence_plan(cfg)
-    return CRM_IDS + (plan.crm_ids if plan else ())
+def crm_ids(fencing: Optional[FencePlan]) -> tuple[str, ...]:
+    """Ids the crm script puts in the CIB, with this fence plan (None: fencing off)."""
+    return CRM_IDS + (fencing.crm_ids if fencing else ())
 
 
 @dataclass(frozen=True)
@@ -199,7 +128,8 @@ def _is_dns_name(address: str) -> bool:
         return True
 
 
-def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
+def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePlan]) -> ClusterFiles:
+    """The files every node shares; `fencing` is the driver's fence plan (None: off)."""
     corosync_conf = render_template(
         "corosync.conf.j2",
         stack=stack,
@@ -232,7 +162,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str) -> ClusterFiles:
         "pacemaker.crm.j2",
         stack=stack,
         cluster_name=cfg.cluster_name,
-        fencing=fence_plan(cfg),
+        fencing=fencing,
         stickiness=pm.stickiness,
         migration_threshold=pm.migration_threshold,
         failure_timeout_s=pm.failure_timeout_s,
@@ -260,12 +190,11 @@ class NodeAgentFile:
     content: str
 
 
-def node_agent_files(cfg: HapxConfig) -> tuple[NodeAgentFile, ...]:
+def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
     """The resource and fence agents hapx installs on every node."""
     files = [NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text())]
-    plan = fence_plan(cfg)
-    if plan is not None and plan.agent_template is not None:
-        files.append(NodeAgentFile(f"/usr/sbin/{plan.agent}", (TEMPLATE_DIR / plan.agent_template).read_text()))
+    if fencing is not None and fencing.agent_template is not None:
+        files.append(NodeAgentFile(f"/usr/sbin/{fencing.agent}", (TEMPLATE_DIR / fencing.agent_template).read_text()))
     return tuple(files)
 
 
@@ -281,9 +210,8 @@ def render_node_files(
     node: NodeConfig,
     network: NodeNetwork,
     secrets: NodeSecrets,
-    cluster: Optional[ClusterFiles] = None,
+    cluster: ClusterFiles,
 ) -> NodeFiles:
-    cluster = cluster or render_cluster_files(cfg, stack)
     prefix = cfg.cluster_network.prefixlen
     network_config = render_template(
         "network-config.yaml.j2",

@@ -14,6 +14,8 @@ from typing import Optional
 import pulumi
 from pulumi_command import local
 
+from .fencing import FenceCredential
+
 # ssh-keygen is on every Linux and macOS host; the key never touches a file
 # outside a private temp dir that is removed at once.
 SSH_KEYGEN = (
@@ -37,9 +39,9 @@ class StackSecretsArgs:
     # Values from stack config; None means generate one.
     stats_password: Optional[pulumi.Input[str]] = None
     corosync_authkey: Optional[pulumi.Input[str]] = None
-    # Which fence credential the stack needs: "password" (QEMU lab helper),
-    # "ssh-key" (fence_vbox to the VirtualBox host), or None (fencing off).
-    fence_credential: Optional[str] = None
+    # Which fence credential the stack needs (the driver's fence plan says);
+    # None: fencing is off.
+    fence_credential: Optional[FenceCredential] = None
 
 
 class SshKeyPair:
@@ -85,11 +87,11 @@ class StackSecrets(pulumi.ComponentResource):
             )
         self.fence_secret = None
         self.fence_public_key = None
-        if args.fence_credential == "password":
+        if args.fence_credential is FenceCredential.PASSWORD:
             self.fence_secret = pulumi.Output.secret(
                 self._generate(f"{name}-fence-password", GEN_SECRET.format(kind="password")).stdout
             )
-        elif args.fence_credential == "ssh-key":
+        elif args.fence_credential is FenceCredential.SSH_KEY:
             fence_key = SshKeyPair(self._generate(f"{name}-fence-ssh-key", SSH_KEYGEN.format(comment="hapx-fence")))
             self.fence_secret = fence_key.private_key
             self.fence_public_key = fence_key.public_key

@@ -20,6 +20,20 @@ def stack_config(stack: str) -> dict[str, Any]:
     return yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
+def cluster_files(cfg, stack: str):
+    """The cluster-wide files for a parsed config, with its driver's fence plan."""
+    from components.drivers import driver_for
+    from components.rendering import render_cluster_files
+
+    return render_cluster_files(cfg, stack, driver_for(cfg, stack).fence_plan())
+
+
+def fence_plan(cfg, stack: str = "test"):
+    from components.drivers import driver_for
+
+    return driver_for(cfg, stack).fence_plan()
+
+
 def as_engine_config(raw: dict[str, Any]) -> dict[str, str]:
     """How the engine passes config to a program: strings, objects as JSON."""
     return {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in raw.items()}

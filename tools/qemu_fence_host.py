@@ -157,6 +157,7 @@ def main() -> int:
     log_path = args.stack_dir / "fence.log"
     request: object = None
     try:
+        # Written there by the QemuFenceHost component (components/fencing.py: host_password_path).
         password = (args.stack_dir / "fence-secret").read_text().strip()
         if not password:
             raise FenceError("the stack's fence secret is empty")

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from components.config import ConfigError, parse_config  # noqa: E402
-from components.hypervisor import driver_for  # noqa: E402
+from components.drivers import driver_for  # noqa: E402
 from components.rendering import NodeSecrets, render_cluster_files, render_node_files  # noqa: E402
 
 PLACEHOLDER_KEY = "<secret: SSH host private key, generated per stack, kept in Pulumi state>"
@@ -50,7 +50,7 @@ def load_stack_config(stack: str) -> dict:
 def render(stack: str, out: Path) -> list[Path]:
     cfg = parse_config(load_stack_config(stack))
     driver = driver_for(cfg, stack)
-    cluster = render_cluster_files(cfg, stack)
+    cluster = render_cluster_files(cfg, stack, driver.fence_plan())
     written = []
 
     def write(rel: str, text: str) -> None:

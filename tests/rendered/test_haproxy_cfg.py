@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from components.config import parse_config
-from components.rendering import render_cluster_files
+from tests.conftest import cluster_files
 
 from .conftest import require_tool, run
 
@@ -24,7 +24,7 @@ def test_dev_haproxy_cfg_is_valid(rendered_dev):
 
 def test_ip_backends_render_without_resolvers_and_are_valid(ip_backends_raw, tmp_path):
     cfg = parse_config(ip_backends_raw)
-    text = render_cluster_files(cfg, "test").haproxy_cfg
+    text = cluster_files(cfg, "test").haproxy_cfg
     assert "resolvers" not in text and "init-addr" not in text
     assert "server kube-mast01 192.168.4.11:6443 check" in text
     path = tmp_path / "haproxy.cfg"

@@ -11,16 +11,9 @@ from pathlib import Path
 import pytest
 
 from components.pacemaker_resource_set import apply_script, remove_script
-from components.rendering import (
-    ALL_CRM_IDS,
-    CRM_IDS,
-    FENCE_DEVICE_ID,
-    FENCE_HEURISTICS_ID,
-    HAPROXY_CLONE_ID,
-    HAPROXY_ID,
-    VIP_ID,
-    crm_ids,
-)
+from components.fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
+from components.rendering import ALL_CRM_IDS, CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID, crm_ids
+from tests.conftest import cluster_files, fence_plan
 
 from .conftest import require_tool, run
 
@@ -75,9 +68,7 @@ def _config(stack: str = "dev", **overrides):
 
 
 def _crm_script(haproxy_on_all_nodes: bool) -> str:
-    from components.rendering import render_cluster_files
-
-    return render_cluster_files(_config(pacemaker={"haproxyOnAllNodes": haproxy_on_all_nodes}), "dev").crm_script
+    return cluster_files(_config(pacemaker={"haproxyOnAllNodes": haproxy_on_all_nodes}), "dev").crm_script
 
 
 def test_dev_stack_runs_haproxy_on_all_nodes(rendered_dev):
@@ -167,10 +158,8 @@ def test_apply_script_fails_when_the_load_leaves_resources_out(empty_cib, fake_s
 
 
 def _lab_crm(**overrides) -> tuple[str, tuple[str, ...]]:
-    from components.rendering import render_cluster_files
-
     cfg = _config("lab", **overrides)
-    return render_cluster_files(cfg, "lab").crm_script, crm_ids(cfg)
+    return cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"))
 
 
 def test_lab_fences_through_the_heuristic_then_the_qemu_agent(empty_cib, tmp_path, fake_sudo):
@@ -228,13 +217,11 @@ def test_remove_script_takes_fencing_out_too(empty_cib, fake_sudo):
 
 
 def test_virtualbox_fencing_is_fence_vbox_behind_a_ping_heuristic(empty_cib, fake_sudo):
-    from components.rendering import render_cluster_files
-
     cfg = _config("dev", fencing={"enabled": True, "hostUser": "vboxadmin", "pingTargets": ["192.168.4.1"]})
-    script = render_cluster_files(cfg, "dev").crm_script
+    script = cluster_files(cfg, "dev").crm_script
     assert "stonith:fence_vbox params ip=192.168.56.1 username=vboxadmin identity_file=/etc/hapx/fence-vbox-key" in script
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
-    applied = run(["sh", "-c", apply_script(crm_ids(cfg), offline=True)], input=script, env=env)
+    applied = run(["sh", "-c", apply_script(crm_ids(fence_plan(cfg, "dev")), offline=True)], input=script, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     cib = empty_cib.read_text()
     levels = re.findall(r"<fencing-level [^>]*>", cib)
@@ -245,8 +232,8 @@ def test_virtualbox_fencing_is_fence_vbox_behind_a_ping_heuristic(empty_cib, fak
     assert verify.returncode == 0, verify.stdout + verify.stderr
     # Turning the heuristic off (no targets) takes its level out again.
     cfg = _config("dev", fencing={"enabled": True, "hostUser": "vboxadmin", "pingTargets": []})
-    script = render_cluster_files(cfg, "dev").crm_script
-    applied = run(["sh", "-c", apply_script(crm_ids(cfg), offline=True)], input=script, env=env)
+    script = cluster_files(cfg, "dev").crm_script
+    applied = run(["sh", "-c", apply_script(crm_ids(fence_plan(cfg, "dev")), offline=True)], input=script, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     cib = empty_cib.read_text()
     assert "<fencing-level" not in cib and FENCE_HEURISTICS_ID not in cib

@@ -13,8 +13,10 @@ from typing import Optional
 
 import pulumi
 
-from .config import HapxConfig, NodeConfig
-from .hypervisor import (
+from ...config import HapxConfig, NodeConfig
+from ...fencing import FencePlan, fence_vbox_plan
+from ...rendering import NodeNetwork, render_template
+from ..base import (
     SEED_UPDATED_SCRIPT,
     HypervisorDriver,
     NetworkScripts,
@@ -25,7 +27,7 @@ from .hypervisor import (
     management_nic,
     stable_mac,
 )
-from .rendering import NodeNetwork, render_template
+from .network import VirtualBoxNetwork, VirtualBoxNetworkArgs
 
 VIRTUALBOX_OUI = "08:00:27"
 SEED_PORT = 1  # storage controller port the seed DVD drive uses
@@ -83,9 +85,10 @@ class VirtualBoxDriver(HypervisorDriver):
             update=SEED_UPDATED_SCRIPT,
         )
 
-    def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
-        from .virtualbox_network import VirtualBoxNetwork, VirtualBoxNetworkArgs
+    def fence_plan(self) -> Optional[FencePlan]:
+        return fence_vbox_plan(self.cfg) if self.cfg.fencing.enabled else None
 
+    def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
         args = VirtualBoxNetworkArgs(
             scripts=self.network_scripts(),
             host_only_name=self.vbox.host_only_name,

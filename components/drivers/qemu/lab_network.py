@@ -17,10 +17,10 @@ from typing import Optional
 import pulumi
 from pulumi_command import local
 
-from .config import BackendConfig, HapxConfig
-from .hypervisor import stable_mac
-from .qemu import LAB_BRIDGE, lab_device
-from .rendering import render_template
+from ...config import BackendConfig, HapxConfig
+from ...rendering import render_template
+from ..base import stable_mac
+from .lab import LAB_BRIDGE, lab_device
 
 LAB_BRIDGE_OUI = "02:68:78"  # locally administered ("hx")
 LAB_PYTHON = ".venv/bin/python"

@@ -1,10 +1,12 @@
-"""The hypervisor driver interface: what a VM component needs from VirtualBox or QEMU.
+"""The hypervisor driver interface and the types drivers share.
 
 A driver turns typed config into the guest's NICs, the SSH endpoint Pulumi
-uses, and the shell scripts that create, update and delete one VM. Apart from
-`network()`, which builds the driver's own network component, drivers create
-no Pulumi resources; the components run the scripts with pulumi-command, so
-VirtualBox and QEMU are peers behind this one interface.
+uses, the shell scripts that create, update and delete one VM, and the
+fence plan for its hypervisor. Apart from `network()` and `fence_host()`,
+which build the driver's own host-side components, drivers create no Pulumi
+resources; the components run the scripts with pulumi-command, so
+VirtualBox and QEMU are peers behind this one interface. This module
+imports nothing from the drivers themselves.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Optional
 
 import pulumi
 
-from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
-from .rendering import GuestNic, NodeNetwork
+from ..config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
+from ..fencing import FencePlan
+from ..rendering import GuestNic, NodeNetwork
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,11 @@ class HypervisorDriver(abc.ABC):
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
         """The host-side network component the VMs attach to (None if none is needed)."""
 
-    def fence_host(self, name: str, password: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+    @abc.abstractmethod
+    def fence_plan(self) -> Optional[FencePlan]:
+        """How a node fences its peer on this hypervisor (None: fencing is off)."""
+
+    def fence_host(self, name: str, secret: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
         """What the hypervisor host needs for fencing the nodes (None: nothing)."""
         return None
 
@@ -131,18 +138,3 @@ def management_nic(mac: str, addresses: tuple[str, ...] = ()) -> GuestNic:
 
 def cluster_nic(mac: str) -> GuestNic:
     return GuestNic(name=CLUSTER_NIC, mac=mac)
-
-
-def driver_for(cfg: HapxConfig, stack: str) -> HypervisorDriver:
-    """The driver for hapx:hypervisor. Adding a hypervisor means adding a line here."""
-    from .config import Hypervisor
-
-    if cfg.hypervisor is Hypervisor.VIRTUALBOX:
-        from .virtualbox import VirtualBoxDriver
-
-        return VirtualBoxDriver(cfg, stack)
-    if cfg.hypervisor is Hypervisor.QEMU:
-        from .qemu import QemuDriver
-
-        return QemuDriver(cfg, stack)
-    raise pulumi.RunError(f"hapx:hypervisor {cfg.hypervisor.value} has no driver in this version of hapx")

@@ -10,20 +10,18 @@ Pulumi secret on stdin and removed on destroy.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
 from pulumi_command import local
 
-from .rendering import render_template
+from ...fencing import host_password_path
+from ...rendering import render_template
 
-HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "qemu_fence_host.py")
-
-
-def secret_path(stack_dir: str) -> str:
-    return os.path.join(stack_dir, "fence-secret")
+# Run by QEMU (guestfwd) for each fence request; see the module docstring.
+HELPER = str(Path(__file__).resolve().parents[3] / "tools" / "qemu_fence_host.py")
 
 
 @dataclass
@@ -37,7 +35,7 @@ class QemuFenceHost(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: QemuFenceHostArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hapx:index:QemuFenceHost", name, None, opts)
-        path = secret_path(args.stack_dir)
+        path = host_password_path(args.stack_dir)
         self.secret = local.Command(
             f"{name}-secret",
             create=render_template("qemu/fence-secret-install.sh.j2", path=path),

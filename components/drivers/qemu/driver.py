@@ -10,7 +10,6 @@ Disks are copy-on-write overlays on the base image from `make image`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import replace
@@ -18,8 +17,10 @@ from typing import Optional
 
 import pulumi
 
-from .config import HapxConfig, NodeConfig
-from .hypervisor import (
+from ...config import HapxConfig, NodeConfig
+from ...fencing import QEMU_FENCE_ADDRESS, QEMU_FENCE_PORT, FencePlan, qemu_lab_plan
+from ...rendering import NodeNetwork, render_template
+from ..base import (
     SEED_UPDATED_SCRIPT,
     HypervisorDriver,
     SshEndpoint,
@@ -29,16 +30,12 @@ from .hypervisor import (
     management_nic,
     stable_mac,
 )
-from .rendering import QEMU_FENCE_ADDRESS, QEMU_FENCE_PORT, NodeNetwork, render_template
+from .fence_host import HELPER, QemuFenceHost, QemuFenceHostArgs
+from .lab import LAB_BRIDGE, tap_name
+from .lab_network import QemuLabNetwork, QemuLabNetworkArgs
 
 QEMU_OUI = "52:54:00"
-LAB_BRIDGE = "hapx-br"
 DISK_SIZE = "4G"  # virtual size of each node's overlay (the base is 3 GiB)
-
-
-def lab_device(vlan: int) -> str:
-    """Where the lab's own addresses live: on the bridge, or a VLAN on it."""
-    return f"{LAB_BRIDGE}.{vlan}" if vlan else LAB_BRIDGE
 
 
 class QemuDriver(HypervisorDriver):
@@ -89,25 +86,23 @@ class QemuDriver(HypervisorDriver):
         return f"hapx-{self.stack}-{node.name}"
 
     def tap_name(self, node: NodeConfig) -> str:
-        """Interface names are at most 15 characters and unique on the host."""
-        return "hxt" + hashlib.sha256(f"{self.stack}/{node.name}".encode()).hexdigest()[:10]
+        return tap_name(self.stack, node.name)
 
     def fence_forward(self, node: NodeConfig) -> str:
         """The guestfwd rule that takes the node's fence requests to the host helper."""
         if not self.cfg.fencing.enabled:
             return ""
-        from .qemu_fence_host import HELPER
-
         command = f"/usr/bin/env python3 {HELPER} --stack-dir {self.stack_dir} --from {node.name}"
         # Inside a -netdev option a literal comma is written twice.
         return f",guestfwd=tcp:{QEMU_FENCE_ADDRESS}:{QEMU_FENCE_PORT}-cmd:" + command.replace(",", ",,")
 
-    def fence_host(self, name: str, password: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+    def fence_plan(self) -> Optional[FencePlan]:
+        return qemu_lab_plan(self.cfg) if self.cfg.fencing.enabled else None
+
+    def fence_host(self, name: str, secret: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
         if not self.cfg.fencing.enabled:
             return None
-        from .qemu_fence_host import QemuFenceHost, QemuFenceHostArgs
-
-        return QemuFenceHost(name, QemuFenceHostArgs(stack_dir=self.stack_dir, password=password), opts)
+        return QemuFenceHost(name, QemuFenceHostArgs(stack_dir=self.stack_dir, password=secret), opts)
 
     def vm_scripts(self, spec: VmSpec, seed_iso: str) -> VmScripts:
         values = dict(
@@ -137,6 +132,4 @@ class QemuDriver(HypervisorDriver):
         )
 
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
-        from .qemu_lab_network import QemuLabNetwork, QemuLabNetworkArgs
-
         return QemuLabNetwork(name, QemuLabNetworkArgs(config=self.cfg, stack_dir=self.stack_dir), opts)

@@ -14,7 +14,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import local
 
-from .hypervisor import NetworkScripts
+from ..base import NetworkScripts
 
 
 @dataclass

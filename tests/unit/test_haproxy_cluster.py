@@ -5,82 +5,10 @@ Mocks are for speed; tests/engine runs the same program under the real engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import pulumi
 import pytest
 
-# A made-up key pair in ssh-keygen's output shape (not a real key).
-FAKE_KEYPAIR = (Path(__file__).resolve().parent.parent / "fixtures" / "fake_keypair.txt").read_text()
-
-
-@dataclass
-class Registration:
-    type: str
-    name: str
-    inputs: dict
-    parent: str
-    depends_on: list = field(default_factory=list)
-    urn: str = ""
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self):
-        self.resources: dict[str, Registration] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        state = dict(args.inputs)
-        if args.typ == "command:local:Command":
-            create = args.inputs.get("create", "")
-            if "ssh-keygen" in create:
-                state["stdout"] = FAKE_KEYPAIR
-            elif "gen_secret.py password" in create:
-                state["stdout"] = "p4ssw0rdp4ssw0rdp4ssw0rdp4ssw0rd"
-            elif "gen_secret.py authkey" in create:
-                state["stdout"] = "a2V5a2V5a2V5"
-            elif "clonevm" in create:
-                state["stdout"] = f"vbox-uuid=uuid-of-{args.name}\n"
-            else:
-                state["stdout"] = "ok\n"
-            state["stderr"] = ""
-        if args.typ == "command:remote:Command":
-            state["stdout"] = "vip-node=hapx-node01\n" if args.name.endswith("vip-placed") else "applied sha256=0123456789abcdef\n"
-            state["stderr"] = ""
-        urn = f"urn:pulumi:test::hapx::{args.typ}::{args.name}"
-        self.resources[args.name] = Registration(
-            type=args.typ,
-            name=args.name,
-            inputs=dict(args.inputs),
-            parent=getattr(args, "parent", "") or "",
-            urn=urn,
-        )
-        return [f"{args.name}-id", state]
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-MOCKS = RecordingMocks()
-pulumi.runtime.set_mocks(MOCKS, project="hapx", stack="test", preview=False)
-
-# MockResourceArgs carries neither parent nor dependencies: record them from
-# the requests the mock monitor receives.
-_monitor = pulumi.runtime.settings.get_monitor()
-_register = _monitor.RegisterResource
-
-
-def _recording_register(request):
-    response = _register(request)
-    if request.name in MOCKS.resources:
-        reg = MOCKS.resources[request.name]
-        reg.parent = request.parent
-        reg.depends_on = list(request.dependencies)
-        reg.urn = response.urn
-    return response
-
-
-_monitor.RegisterResource = _recording_register
+from tests.unit.pulumi_mocks import MOCKS, depends, parent_name, unsecret
 
 from components.config import parse_config  # noqa: E402  (after set_mocks, by design)
 from components.haproxy_cluster import HaproxyCluster, HaproxyClusterArgs  # noqa: E402
@@ -147,21 +75,10 @@ def test_every_component_and_child_exists(cluster):
     return _all_registered(cluster).apply(check)
 
 
-def _unsecret(value):
-    """Mock inputs keep secrets wrapped in Pulumi's secret sentinel."""
-    if isinstance(value, dict) and "value" in value and len(value) == 2:
-        return value["value"]
-    return value
-
-
-def _parent_name(reg: Registration) -> str:
-    return reg.parent.rsplit("::", 1)[-1] if reg.parent else ""
-
-
 @pulumi.runtime.test
 def test_children_are_parented_to_their_component(cluster):
     def check(_):
-        parents = {n: _parent_name(r) for n, r in MOCKS.resources.items()}
+        parents = {n: parent_name(r) for n, r in MOCKS.resources.items()}
         assert parents["hapx-network-host-only"] == "hapx-network"
         assert parents["hapx-hapx-node01-seed-iso"] == "hapx-hapx-node01-seed"
         assert parents["hapx-hapx-node01-vm"] == "hapx-hapx-node01"
@@ -186,7 +103,7 @@ def test_vm_commands_run_the_virtualbox_scripts(cluster):
         assert seed["create"].startswith(".venv/bin/python tools/seed_iso.py --out ")
         assert seed["create"].endswith("test-hapx-node01.iso")
         # The payload goes on stdin and holds the rendered NoCloud files.
-        stdin = _unsecret(seed["stdin"])
+        stdin = unsecret(seed["stdin"])
         assert "\"user-data\"" in stdin and "#cloud-config" in stdin
 
     return _all_registered(cluster).apply(check)
@@ -197,7 +114,7 @@ def test_crm_script_goes_on_stdin_of_the_apply_command(cluster):
     def check(_):
         apply = MOCKS.resources["hapx-pacemaker-apply"].inputs
         assert "crm configure load update" in apply["create"]
-        crm = _unsecret(apply["stdin"])
+        crm = unsecret(apply["stdin"])
         assert crm.count("property cib-bootstrap-options:") == 1
         assert "primitive hapx-vip ocf:heartbeat:IPaddr2 params ip=192.168.4.20 cidr_netmask=27" in crm
         assert "192.168.4.20" not in apply["create"], "config belongs on stdin, not in the command"
@@ -243,30 +160,24 @@ def test_secret_generators_never_log(cluster):
     return _all_registered(cluster).apply(check)
 
 
-def _depends(name: str, on: str) -> bool:
-    """True if `name` was registered with a dependency on `on` (directly)."""
-    target = MOCKS.resources[on].urn
-    return target in MOCKS.resources[name].depends_on
-
-
 @pulumi.runtime.test
 def test_dependency_order_network_seed_vm_ready_formed_crm(cluster):
     def check(_):
         for node in ("hapx-node01", "hapx-node02"):
             vm = f"hapx-{node}-vm"
-            assert _depends(vm, "hapx-network-host-only") or _depends(vm, "hapx-network"), f"{vm} does not wait for the network"
-            assert _depends(vm, f"hapx-{node}-seed-iso") or _depends(vm, f"hapx-{node}-seed"), f"{vm} does not wait for its seed"
-            assert _depends(f"hapx-{node}-ready", vm)
-            assert _depends(f"hapx-{node}-haproxy-cfg", f"hapx-{node}-ready")
-            assert _depends(f"hapx-{node}-stats-credentials", f"hapx-{node}-ready")
-            assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-ready")
-            assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-haproxy-cfg")
+            assert depends(vm, "hapx-network-host-only") or depends(vm, "hapx-network"), f"{vm} does not wait for the network"
+            assert depends(vm, f"hapx-{node}-seed-iso") or depends(vm, f"hapx-{node}-seed"), f"{vm} does not wait for its seed"
+            assert depends(f"hapx-{node}-ready", vm)
+            assert depends(f"hapx-{node}-haproxy-cfg", f"hapx-{node}-ready")
+            assert depends(f"hapx-{node}-stats-credentials", f"hapx-{node}-ready")
+            assert depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-ready")
+            assert depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-haproxy-cfg")
             # The crm script names hapx's agents: they are installed first.
-            assert _depends(f"hapx-{node}-agents", f"hapx-{node}-ready")
-            assert _depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-agents")
-        assert _depends("hapx-pacemaker-apply", "hapx-pacemaker-cluster-formed")
-        assert _depends("hapx-pacemaker-vip-placed", "hapx-pacemaker-apply")
+            assert depends(f"hapx-{node}-agents", f"hapx-{node}-ready")
+            assert depends("hapx-pacemaker-cluster-formed", f"hapx-{node}-agents")
+        assert depends("hapx-pacemaker-apply", "hapx-pacemaker-cluster-formed")
+        assert depends("hapx-pacemaker-vip-placed", "hapx-pacemaker-apply")
         # And nothing the other way round.
-        assert not _depends("hapx-hapx-node01-vm", "hapx-pacemaker-apply")
+        assert not depends("hapx-hapx-node01-vm", "hapx-pacemaker-apply")
 
     return _all_registered(cluster).apply(check)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.config import parse_config
-from components.virtualbox import VirtualBoxDriver, vbox_mac
+from components.drivers.virtualbox.driver import VirtualBoxDriver, vbox_mac
 from tests.conftest import REPO, stack_config
 
 FAKE = REPO / "tests/fixtures/fake_vboxmanage.py"
