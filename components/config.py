@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -124,6 +125,8 @@ class NodeSizeConfig:
 class VirtualBoxConfig:
     vboxmanage: str
     base_vm: str
+    # A disk image (.vdi) hapx makes the base VM from; None: base_vm exists.
+    base_image: Optional[str]
     storage_controller: str
     internal_network: str
     host_only_mode: HostOnlyMode
@@ -624,10 +627,18 @@ def _parse_virtualbox(value: Any) -> VirtualBoxConfig:
     obj = _Object(
         _key("virtualbox"),
         value,
-        ("vboxmanage", "baseVm", "storageController", "internalNetwork", "hostOnlyMode", "hostOnlyName", "hostOnlyNetwork", "seedDir"),
+        ("vboxmanage", "baseVm", "baseImage", "storageController", "internalNetwork", "hostOnlyMode", "hostOnlyName", "hostOnlyNetwork", "seedDir"),
     )
+    base_image = obj.get("baseImage", None, _str)
+    if base_image is not None:
+        if not base_image.endswith(".vdi"):
+            raise ConfigError(_key("virtualbox.baseImage"), f"{base_image!r} is not a .vdi file", "give the path of a VDI disk image, e.g. ~/.cache/hapx/images/current/base.vdi from `make image`")
+        if not os.path.isfile(os.path.expanduser(base_image)):
+            raise ConfigError(_key("virtualbox.baseImage"), f"{base_image} does not exist", "build it with `make image` (it writes base.vdi) or give the path of an existing .vdi")
     return VirtualBoxConfig(
         vboxmanage=obj.get("vboxmanage", "VBoxManage", _str),
+        base_image=base_image,
+        # With baseImage, hapx creates the base VM under this name.
         base_vm=obj.get("baseVm", "debian-base-image", _str),
         storage_controller=obj.get("storageController", "SATA", _str),
         internal_network=obj.get("internalNetwork", "dmz", lambda k, v: _str(k, v, re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "use letters, digits, '_', '.', '-'")),

@@ -68,10 +68,11 @@ class HaproxyCluster(pulumi.ComponentResource):
 
         self.secrets = self._stack_secrets(args, fencing)
         network = self._driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
+        base_vm = self._driver.base_vm(f"{name}-base-vm", pulumi.ResourceOptions(parent=self))
         self.node_vms: list[HapxVm] = []
         nodes_configured: list[pulumi.Resource] = []
         for index, node in enumerate(self._cfg.nodes):
-            vm = self._node_vm(node, index, cluster_files, network)
+            vm = self._node_vm(node, index, cluster_files, network, base_vm)
             self.node_vms.append(vm)
             nodes_configured += self._node_config_steps(node, vm, cluster_files, fencing)
         if self.secrets.fence_secret is not None:
@@ -124,7 +125,12 @@ class HaproxyCluster(pulumi.ComponentResource):
         )
 
     def _node_vm(
-        self, node: NodeConfig, index: int, cluster_files: ClusterFiles, network: Optional[pulumi.Resource]
+        self,
+        node: NodeConfig,
+        index: int,
+        cluster_files: ClusterFiles,
+        network: Optional[pulumi.Resource],
+        base_vm: Optional[pulumi.Resource],
     ) -> HapxVm:
         """The node's seed and its VM, up to `ready`."""
         cfg, secrets, driver = self._cfg, self.secrets, self._driver
@@ -171,6 +177,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 admin_private_key=secrets.admin_key.private_key,
                 host_public_key=host_key.public_key,
                 network=network,
+                base_vm=base_vm,
             ),
             pulumi.ResourceOptions(parent=self),
         )

@@ -38,6 +38,8 @@ class HapxVmArgs:
     host_public_key: pulumi.Input[str]
     # The hypervisor network the VM attaches to (created first).
     network: Optional[pulumi.Resource] = None
+    # The base VM it is cloned from, when hapx makes that too (created first).
+    base_vm: Optional[pulumi.Resource] = None
 
 
 class HapxVm(pulumi.ComponentResource):
@@ -63,7 +65,7 @@ class HapxVm(pulumi.ComponentResource):
             triggers=[args.seed.identity_sha, args.spec.fingerprint()],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[args.seed] + ([args.network] if args.network else []),
+                depends_on=[args.seed] + [r for r in (args.network, args.base_vm) if r is not None],
                 # The replacement has the same name on the hypervisor, so the
                 # old VM must be gone before the new one is created.
                 delete_before_replace=True,

@@ -65,6 +65,8 @@ class VmScripts:
 
 @dataclass(frozen=True)
 class NetworkScripts:
+    """Create and delete scripts of a host-side object (a network, a base VM)."""
+
     create: str
     delete: str
 
@@ -108,6 +110,10 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
         """The host-side network component the VMs attach to (None if none is needed)."""
+
+    def base_vm(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+        """The VM or image the nodes are made from, when hapx makes it (None: it exists already)."""
+        return None
 
     @abc.abstractmethod
     def fence_plan(self) -> Optional[FencePlan]:

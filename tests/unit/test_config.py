@@ -155,3 +155,16 @@ def test_virtualbox_only_fencing_keys_are_refused_on_qemu(lab_raw):
     lab_raw["hapx:fencing"] = {"hostUser": "me"}
     with pytest.raises(ConfigError, match=r"hapx:fencing.hostUser: is for VirtualBox"):
         parse_config(lab_raw)
+
+
+def test_base_image_must_be_an_existing_vdi(dev_raw, tmp_path):
+    vbox = dev_raw["hapx:virtualbox"]
+    for image, words in ((str(tmp_path / "base.qcow2"), "is not a .vdi file"), (str(tmp_path / "none.vdi"), "does not exist")):
+        dev_raw["hapx:virtualbox"] = {**vbox, "baseImage": image}
+        with pytest.raises(ConfigError) as caught:
+            parse_config(dev_raw)
+        assert caught.value.key == "hapx:virtualbox.baseImage" and words in caught.value.problem
+        assert "make image" in caught.value.fix
+    (tmp_path / "base.vdi").write_bytes(b"vdi")
+    dev_raw["hapx:virtualbox"] = {**vbox, "baseImage": str(tmp_path / "base.vdi")}
+    assert parse_config(dev_raw).virtualbox.base_image == str(tmp_path / "base.vdi")

@@ -8,7 +8,9 @@ Syntax follows the VBoxManage 7 manual; docs/virtualbox.md notes 6.1 spellings.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 from typing import Optional
 
 import pulumi
@@ -27,6 +29,7 @@ from ..base import (
     management_nic,
     stable_mac,
 )
+from .base_vm import VirtualBoxBaseVm, VirtualBoxBaseVmArgs
 from .network import VirtualBoxNetwork, VirtualBoxNetworkArgs
 
 VIRTUALBOX_OUI = "08:00:27"
@@ -62,6 +65,54 @@ class VirtualBoxDriver(HypervisorDriver):
     def seed_path(self, node: NodeConfig) -> str:
         seed_dir = os.path.expanduser(self.vbox.seed_dir)
         return os.path.join(seed_dir, f"{self.stack}-{node.name}.iso")
+
+    def vm_spec(self, node: NodeConfig, index: int) -> VmSpec:
+        # A base VM made from an image is part of what a node is: a new image
+        # replaces the nodes. A base VM the operator made is not tracked
+        # (empty identity, as before hapx made base VMs).
+        return replace(super().vm_spec(node, index), image=self.base_image_identity())
+
+    def base_image_identity(self) -> str:
+        """What the base image is: `make image`'s build key beside it, else its size and time."""
+        if self.vbox.base_image is None:
+            return ""
+        path = os.path.expanduser(self.vbox.base_image)
+        try:
+            with open(os.path.join(os.path.dirname(path), "image.json")) as f:
+                return f"image-key={json.load(f)['key']}"
+        except (OSError, ValueError, KeyError):
+            pass
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return ""
+        return f"size={stat.st_size} mtime={int(stat.st_mtime)}"
+
+    def base_vm_scripts(self) -> NetworkScripts:
+        """Create and delete scripts of the base VM hapx makes from hapx:virtualbox.baseImage."""
+        assert self.vbox.base_image is not None
+        values = dict(
+            vboxmanage=self.vbox.vboxmanage,
+            vm=self.vbox.base_vm,
+            image=os.path.expanduser(self.vbox.base_image),
+            owner=f"hapx stack {self.stack}",
+            storage_controller=self.vbox.storage_controller,
+            cpus=self.cfg.node_size.cpus,
+            memory_mb=self.cfg.node_size.memory_mb,
+        )
+        return NetworkScripts(
+            create=render_template("virtualbox/base-vm-create.sh.j2", **values),
+            delete=render_template("virtualbox/base-vm-delete.sh.j2", **values),
+        )
+
+    def base_vm(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:
+        if self.vbox.base_image is None:
+            return None
+        scripts = self.base_vm_scripts()
+        args = VirtualBoxBaseVmArgs(
+            vm_name=self.vbox.base_vm, create=scripts.create, delete=scripts.delete, image_identity=self.base_image_identity()
+        )
+        return VirtualBoxBaseVm(name, args, opts)
 
     def vm_scripts(self, spec: VmSpec, seed_iso: str) -> VmScripts:
         values = dict(

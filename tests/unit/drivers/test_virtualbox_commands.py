@@ -126,3 +126,90 @@ def test_the_stand_in_rejects_wrong_syntax(tmp_path):
     for bad in (["startvm", "x", "--type=invisible"], ["modifyvm", "x", "--nic1=hostonly-typo"], ["clonevm", "a", "--mode=everything"]):
         result = subprocess.run([str(FAKE), *bad], env=env, capture_output=True, text=True)
         assert result.returncode == 2, bad
+
+
+# -- the base VM hapx makes from an image (hapx:virtualbox.baseImage) --------
+
+
+@pytest.fixture
+def from_image(tmp_path):
+    image = tmp_path / "images" / "base.vdi"
+    image.parent.mkdir()
+    image.write_bytes(b"<<< VirtualBox Disk Image >>>" + b"\0" * 100)
+    raw = stack_config("dev")
+    raw["hapx:virtualbox"] = {
+        **raw["hapx:virtualbox"], "vboxmanage": str(FAKE), "seedDir": str(tmp_path / "seeds"),
+        "baseImage": str(image), "baseVm": "hapx-dev-base",
+    }  # fmt: skip
+    driver = VirtualBoxDriver(parse_config(raw), "dev")
+    state, log = tmp_path / "state.json", tmp_path / "calls.log"
+    env = {**os.environ, "FAKE_VBOX_STATE": str(state), "FAKE_VBOX_LOG": str(log)}
+
+    def run(script: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+    def calls() -> list[list[str]]:
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def vms() -> dict:
+        return json.loads(state.read_text())["vms"] if state.exists() else {}
+
+    return driver, image, run, calls, vms
+
+
+def test_base_vm_is_created_from_the_image_and_nodes_clone_it(from_image, tmp_path):
+    driver, image, run, calls, vms = from_image
+    base = driver.base_vm_scripts()
+    made = run(base.create)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("vbox-base-uuid=")
+    steps = [c[0] for c in calls() if c[0] not in ("showvminfo", "getextradata")]
+    assert steps == ["createvm", "setextradata", "modifyvm", "storagectl", "clonemedium", "storageattach"]
+    assert ["createvm", "--name=hapx-dev-base", "--ostype=Debian_64", "--register"] in calls()
+    modify = next(c for c in calls() if c[0] == "modifyvm")
+    assert {"--firmware=bios", "--boot1=disk", "--audio-driver=none"} <= set(modify)
+    assert ["storagectl", "hapx-dev-base", "--name=SATA", "--add=sata", "--controller=IntelAhci", "--portcount=2", "--bootable=on"] in calls()
+    copy = next(c for c in calls() if c[0] == "clonemedium")
+    assert copy[1:3] == ["disk", str(image)] and copy[3] != str(image), "hapx works on a copy, never the image"
+    base_vm = vms()["hapx-dev-base"]
+    assert base_vm["media"] == {"SATA:0:0": copy[3]}
+    # A re-run changes nothing that exists.
+    before = len(calls())
+    assert run(base.create).returncode == 0
+    assert {c[0] for c in calls()[before:]} <= {"showvminfo", "getextradata", "modifyvm"}
+    # The node clones the base VM hapx made, with its disk.
+    node = driver.cfg.nodes[0]
+    spec = driver.vm_spec(node, 0)
+    seed = Path(driver.seed_path(node))
+    seed.parent.mkdir(parents=True)
+    seed.write_bytes(b"iso")
+    node_scripts = driver.vm_scripts(spec, str(seed))
+    assert run(node_scripts.create).returncode == 0
+    assert ["clonevm", "hapx-dev-base", "--name=hapx-node01", "--register", "--mode=all"] in calls()
+    assert vms()["hapx-node01"]["media"]["SATA:1:0"] == str(seed)
+
+    # Destroy in Pulumi's order (node, then base VM): nothing hapx made is left,
+    # and the image is untouched.
+    assert run(node_scripts.delete).returncode == 0
+    deleted = run(base.delete)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "hapx-dev-base" not in vms() and "hapx-node01" not in vms()
+    assert ["unregistervm", "hapx-dev-base", "--delete"] in calls()
+    assert not Path(copy[3]).exists()
+    assert image.read_bytes().startswith(b"<<< VirtualBox Disk Image >>>")
+    assert run(base.delete).returncode == 0  # already gone: still fine
+
+
+def test_base_vm_never_adopts_or_deletes_a_vm_hapx_did_not_make(from_image):
+    driver, image, run, calls, vms = from_image
+    # The stand-in starts with the operator's own `debian-base-image`.
+    raw = stack_config("dev")
+    raw["hapx:virtualbox"] = {**raw["hapx:virtualbox"], "vboxmanage": str(FAKE), "baseImage": str(image)}
+    theirs = VirtualBoxDriver(parse_config(raw), "dev").base_vm_scripts()
+    refused = run(theirs.create)
+    assert refused.returncode == 1
+    assert "hapx did not make it" in refused.stderr and "hapx:virtualbox.baseVm" in refused.stderr
+    assert not any(c[0] in ("modifyvm", "storagectl", "clonemedium", "storageattach") for c in calls())
+    kept = run(theirs.delete)
+    assert kept.returncode == 0 and "leaving it" in kept.stderr
+    assert "debian-base-image" in vms()

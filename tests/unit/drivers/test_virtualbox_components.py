@@ -73,3 +73,30 @@ def test_fence_host_public_key_is_an_output(fenced):
         assert key.startswith("ssh-ed25519 ")
 
     return fenced.fence_host_public_key.apply(check)
+
+
+@pytest.fixture(scope="module")
+def from_image(tmp_path_factory):
+    from tests.conftest import stack_config
+
+    image = tmp_path_factory.mktemp("images") / "base.vdi"
+    image.write_bytes(b"vdi")
+    MOCKS.resources.clear()
+    raw = stack_config("dev")
+    raw["hapx:virtualbox"] = {**raw["hapx:virtualbox"], "baseImage": str(image), "baseVm": "hapx-img-base"}
+    return HaproxyCluster("img", HaproxyClusterArgs(config=parse_config(raw), stack="imgtest"))
+
+
+@pulumi.runtime.test
+def test_base_vm_from_an_image_comes_before_the_nodes(from_image):
+    def check(_):
+        assert MOCKS.resources["img-base-vm"].type == "hapx:index:VirtualBoxBaseVm"
+        command = MOCKS.resources["img-base-vm-vm"]
+        assert parent_name(command) == "img-base-vm" and parent_name(MOCKS.resources["img-base-vm"]) == "img"
+        assert "createvm --name=\"$vm\" --ostype=Debian_64 --register" in command.inputs["create"]
+        assert "unregistervm \"$vm\" --delete" in command.inputs["delete"]
+        for node in NODES:
+            assert depends(f"img-{node}-vm", "img-base-vm-vm")
+            assert "clonevm hapx-img-base --name=\"$vm\"" in MOCKS.resources[f"img-{node}-vm"].inputs["create"]
+
+    return _all_registered(from_image).apply(check)
