@@ -29,6 +29,8 @@ class PulumiWorkspace:
 
     root: Path
     passphrase: str = "hapx-test-throwaway-passphrase"
+    # Runs every pulumi command under this (e.g. `ip netns exec NS`).
+    prefix: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         (self.root / "state").mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,7 @@ class PulumiWorkspace:
     def run(
         self, *args: str, stack: str | None = None, check: bool = False, timeout: float = 1800, cwd: Path = REPO
     ) -> subprocess.CompletedProcess:
-        cmd = ["pulumi", *args, "--non-interactive"]
+        cmd = [*self.prefix, "pulumi", *args, "--non-interactive"]
         if stack is not None:
             cmd += ["--stack", stack, "--config-file", str(self.config_file(stack))]
         proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
