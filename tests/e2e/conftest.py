@@ -15,7 +15,8 @@ import pytest
 
 from tests.pulumi_cli import PulumiWorkspace
 
-IMAGE_DIR = Path(os.path.expanduser("~/.cache/hapx/images/current"))
+# HAPX_IMAGE_DIR: try the tests on an image built elsewhere (make image writes the default).
+IMAGE_DIR = Path(os.path.expanduser(os.environ.get("HAPX_IMAGE_DIR", "~/.cache/hapx/images/current")))
 
 
 @pytest.fixture(scope="session", autouse=True)
