@@ -69,9 +69,10 @@ def _nameserver(value: Any) -> str:
 Port = Int(1, 65535, "a TCP port")
 Bool = Annotated[bool, _Hint("true or false", "set it to true or false")]
 IPv4 = Annotated[IPv4Address, _Hint("an IPv4 address", "use dotted-quad form, e.g. 192.168.4.21")]
-Host = Annotated[str, BeforeValidator(_host), _Hint("an IPv4 address or a DNS name", "use one, e.g. 192.168.4.11 or kube-mast01")]
+Host = Annotated[str, BeforeValidator(_host), _Hint("an IPv4 address or DNS name", "use one, e.g. 192.168.4.11 or kube-mast01")]
 HostName = Text(_HOSTNAME, "use lowercase letters, digits and '-', at most 63 characters")
 UserName = Text(r"^[a-z_][a-z0-9_-]{0,31}$", "use a Linux user name such as debian")
+Netns = Text(r"^[a-z0-9][a-z0-9-]{0,14}$", "use at most 15 lowercase letters, digits and '-'")
 Nameserver = Annotated[str, BeforeValidator(_nameserver), _Hint("ip:port", "use ip:port, e.g. 192.168.4.1:53")]
 Network = Annotated[IPv4Network, _Hint("a valid IPv4 CIDR", "use network/prefix form with host bits zero, e.g. 192.168.4.0/27")]
 Interface = Annotated[IPv4Interface, _Hint("an address/prefix", "use address/prefix form, e.g. 192.168.56.1/24")]
@@ -158,7 +159,7 @@ class QemuConfig(_Model):
     state_dir: Text() = F("~/.cache/hapx/lab", "VM disks, seeds, pid files and sockets, per stack.")
     accel: Accel = F(Accel.AUTO, "`auto`: KVM if a test kernel boots under it within 20 s, TCG otherwise.")
     ssh_port_base: Int(1024, 65000, "a TCP port") = F(2220, "Node *i* listens on `127.0.0.1:(sshPortBase + i)` for SSH.")
-    lab_namespace: Text(r"^[a-z0-9][a-z0-9-]{0,14}$", "use 15 lowercase letters, digits, '-'") = F("hapx-lab", "The lab's netns.")
+    lab_namespace: Netns = F("hapx-lab", "Network namespace of the cluster segment, the stand-in backends and the lab's clients.")
     lab_client_address: Optional[IPv4] = F(None, "The lab's own address on the cluster segment.", "last host of `clusterNetwork`")
 
 
@@ -328,6 +329,5 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> H
 def config_from_pulumi() -> HapxConfig:
     """Read the running stack's hapx:* config inside a Pulumi program: from the SDK's context and PULUMI_CONFIG."""
     from pulumi.runtime import config as engine
-
     secret_keys = set(engine.get_config_secret_keys_env()) | set(engine._SECRET_KEYS.get())
     return parse_config({**engine.get_config_env(), **engine.CONFIG.get()}, secret_keys)
