@@ -23,7 +23,7 @@ CLUSTER_NIC = "dmz0"
 MANAGEMENT_NIC = "mgmt0"
 # Read through pulumi.Config.get_secret, never parsed here, and refused unless stored encrypted (`--secret`).
 SECRET_KEYS = ("statsPassword", "corosyncAuthkey")
-_is_ipv4 = re.compile(r"[\d.]+").fullmatch  # an address or nothing: _host refuses other dotted digits
+_is_ipv4 = re.compile(r"[\d.]+").fullmatch  # dotted digits: past _host, always a valid IPv4 address
 _HOSTNAME = r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _DNS_NAME = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
 
