@@ -189,7 +189,7 @@ class HapxConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> "HapxConfig":
-        """Rules between keys, then the defaults that follow from other keys."""
+        """Rules between keys, then the defaults that follow from other keys (so build a HapxConfig with parse_config)."""
         net, vip, nodes, backends, kind = self.cluster_network, self.vip, self.nodes, self.backends, self.hypervisor
         _require(net.prefixlen <= 29, "clusterNetwork", f"/{net.prefixlen} leaves too few host addresses", "use /29 or shorter")
         vlan = self.cluster_vlan
@@ -317,9 +317,10 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> H
         how = f"`pulumi config set --secret {NAMESPACE}:{name} <value>` (or `pulumi config rm` it to have one generated)"
         _require(f"{NAMESPACE}:{name}" in secret_keys, name, "is stored in plain text", f"store it encrypted: {how}")
         del ours[name]
-    for name, value in ours.items():  # the engine hands every top-level value as text; numbers and objects in JSON
-        with contextlib.suppress(TypeError, ValueError):
-            ours[name] = json.loads(value)
+    wanted = {field.alias: field.annotation for field in HapxConfig.model_fields.values()}
+    for name, value in ours.items():  # the engine hands every top-level value as text: numbers, booleans, objects in JSON
+        with contextlib.suppress(TypeError, ValueError):  # left as they are: strings, and values YAML already typed
+            ours[name] = value if wanted.get(name) is str else json.loads(value)
     try:  # strict, in JSON mode: no true for a number, no "yes" for a boolean; a list is fine for a tuple
         return HapxConfig.model_validate_json(json.dumps(ours, default=str), strict=True)
     except ValidationError as exc:

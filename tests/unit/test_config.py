@@ -227,6 +227,7 @@ def test_engine_text_and_nulls_at_the_top_level(dev_raw):
     engine = as_engine_config(dev_raw)
     assert parse_config({**engine, "hapx:clusterVlan": " 41 ", "hapx:dhcpVlan": None}).dhcp_vlan is None
     assert parse_config({**engine, "hapx:haproxy": None}).haproxy.frontend_port == 6443  # null: the default
+    assert parse_config({**engine, "hapx:clusterName": "123"}).cluster_name == "123"  # a key that wants text keeps it
     with pytest.raises(ConfigError, match=r"^hapx:nodes: expected a list, got '\[not json'"):
         parse_config({**engine, "hapx:nodes": "[not json"})
 
