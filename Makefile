@@ -5,7 +5,7 @@ OUT ?= out/$(STACK)
 PYTHON := .venv/bin/python
 PULUMI := scripts/pulumi.sh
 
-.PHONY: help setup engine image lab up preview destroy ssh-key bench test test-unit test-rendered test-engine test-e2e render clean
+.PHONY: help setup engine image lab up preview destroy ssh-key bench test test-unit test-rendered test-engine test-e2e render config-docs clean
 
 help:
 	@echo "make lab                   from nothing: set-up, engine, base image, then 'pulumi up' of the QEMU lab stack"
@@ -18,6 +18,7 @@ help:
 	@echo "make ssh-key STACK=lab     write the stack's admin key and the nodes' host keys to ~/.ssh/hapx-STACK{,.known_hosts}"
 	@echo "make bench [BENCH_ARGS=...] failover benchmark on the lab (see bench/failover.py; prints figures)"
 	@echo "make render STACK=dev OUT=dir   write every generated file for a stack, creating nothing"
+	@echo "make config-docs           rewrite docs/configuration.md's key tables from the config models"
 	@echo "make clean                 remove render output and caches in the work tree"
 
 setup:
@@ -73,6 +74,9 @@ test-e2e:
 
 render:
 	$(PYTHON) -m tools.render --stack $(STACK) --out $(OUT)
+
+config-docs:
+	$(PYTHON) -m tools.config_docs
 
 clean:
 	rm -rf out .pytest_cache

@@ -1,680 +1,334 @@
-"""Stack configuration for hapx, parsed once into typed, validated objects.
+"""Stack configuration for hapx: every `hapx:*` key, parsed once into typed, validated, frozen pydantic models.
+Each field carries its default and description (docs/configuration.md's tables are generated from them: `make
+config-docs`); errors are ConfigErrors naming the key and the fix, and stop `pulumi preview` and `make render`."""
 
-Every `hapx:*` key is read here and nowhere else. The parser works on a plain
-mapping of full keys ("hapx:vip") to values, so the same code serves the Pulumi
-program (values come from the engine, objects as JSON strings) and the offline
-renderer (`make render`, values come from Pulumi.<stack>.yaml).
-
-Errors are raised as ConfigError, which names the key and says how to fix it;
-they surface at `pulumi preview`, before any resource exists.
-"""
-
-from __future__ import annotations
-
-import dataclasses
-import ipaddress
+import contextlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Annotated, Any, Collection, Mapping, NamedTuple, Optional, get_args
+
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import computed_field, model_validator
+from pydantic.alias_generators import to_camel
 
 NAMESPACE = "hapx"
-
-# Keys whose values are secrets. They are read through pulumi.Config.get_secret
-# (never through this parser) and must be stored with `--secret`.
+# Guest interface names are fixed by hapx (network-config renames NICs by MAC),
+# so the crm config and corosync never depend on the hypervisor's NIC naming.
+CLUSTER_NIC = "dmz0"
+MANAGEMENT_NIC = "mgmt0"
+# Read through pulumi.Config.get_secret, never parsed here, and refused unless stored encrypted (`--secret`).
 SECRET_KEYS = ("statsPassword", "corosyncAuthkey")
-
-_HOSTNAME = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
-_IFNAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
-_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_is_ipv4 = re.compile(r"[\d.]+").fullmatch  # dotted digits: past _host, always a valid IPv4 address
+_HOSTNAME = r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_DNS_NAME = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
 
 
 class ConfigError(ValueError):
     """A stack config value is invalid. The message names the key and the fix."""
 
     def __init__(self, key: str, problem: str, fix: str):
-        self.key = key
-        self.problem = problem
-        self.fix = fix
+        self.key, self.problem, self.fix = key, problem, fix
         super().__init__(f"{key}: {problem}. Fix: {fix}")
 
 
-class Hypervisor(str, Enum):
-    VIRTUALBOX = "virtualbox"
-    QEMU = "qemu"
+# Closed choices: str Enums whose members are named after their values.
+Hypervisor = Enum("Hypervisor", {"VIRTUALBOX": "virtualbox", "QEMU": "qemu"}, type=str)
+HostOnlyMode = Enum("HostOnlyMode", {"HOSTONLYIF": "hostonlyif", "HOSTONLYNET": "hostonlynet"}, type=str)
+HaproxyRestart = Enum("HaproxyRestart", {"SYSTEMD": "systemd", "PACEMAKER": "pacemaker"}, type=str)
+Accel = Enum("Accel", {"AUTO": "auto", "KVM": "kvm", "TCG": "tcg"}, type=str)
+# Annotated metadata that pydantic ignores and errors name: what a value must be, and how to fix one that is not.
+_Hint = NamedTuple("_Hint", [("what", str), ("fix", str)])
 
 
-class HostOnlyMode(str, Enum):
-    # `hostonlyif` is VirtualBox's host-only interface on Linux and Windows;
-    # `hostonlynet` (VirtualBox 7) is the vmnet-based network macOS needs.
-    HOSTONLYIF = "hostonlyif"
-    HOSTONLYNET = "hostonlynet"
+def Int(lo: int, hi: int, what: str = "an integer") -> Any:
+    return Annotated[int, Ge(lo), Le(hi), _Hint(what, f"set it to {what}, from {lo} to {hi}")]
 
 
-@dataclass(frozen=True)
-class NodeConfig:
-    name: str
-    cluster_address: ipaddress.IPv4Address
-    management_address: Optional[ipaddress.IPv4Address]
-    node_id: int
+def Text(pattern: str = r"\S", fix: str = "set a non-empty string") -> Any:
+    return Annotated[str, StringConstraints(pattern=pattern), _Hint("a non-empty string", fix)]
 
 
-@dataclass(frozen=True)
-class BackendConfig:
-    name: str
-    address: str  # an IPv4 address or a DNS name resolved by haproxy
-    port: int
+def _host(value: Any) -> str:  # an IPv4 address (normalised) or a DNS name (lowercased)
+    if not isinstance(value, str) or not (_is_ipv4(value) or re.match(_DNS_NAME, value.lower())):
+        raise ValueError("a DNS name is letters, digits, '-' and dots")
+    return str(IPv4Address(value)) if _is_ipv4(value) else value.lower()
 
 
-@dataclass(frozen=True)
-class HaproxyConfig:
-    frontend_port: int
-    stats_port: int
-    stats_user: str
-    nameservers: tuple[str, ...]  # "ip:port"; empty means resolve with libc only
-    check_interval_ms: int
-    check_fall: int
-    check_rise: int
+def _nameserver(value: Any) -> str:
+    host, sep, port = str(value).partition(":")  # ip:port, or ip alone for port 53
+    if sep and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{port!r} is not a TCP port")
+    return f"{IPv4Address(host)}:{int(port) if sep else 53}"
 
 
-@dataclass(frozen=True)
-class CorosyncConfig:
-    token_ms: int
-    consensus_ms: int
+Port = Int(1, 65535, "a TCP port")
+Bool = Annotated[bool, _Hint("true or false", "set it to true or false")]
+IPv4 = Annotated[IPv4Address, _Hint("an IPv4 address", "use dotted-quad form, e.g. 192.168.4.21")]
+Host = Annotated[str, BeforeValidator(_host), _Hint("an IPv4 address or DNS name", "use one, e.g. 192.168.4.11 or kube-mast01")]
+HostName = Text(_HOSTNAME, "use lowercase letters, digits and '-', at most 63 characters")
+UserName = Text(r"^[a-z_][a-z0-9_-]{0,31}$", "use a Linux user name such as debian")
+Netns = Text(r"^[a-z0-9][a-z0-9-]{0,14}$", "use at most 15 lowercase letters, digits and '-'")
+Nameserver = Annotated[str, BeforeValidator(_nameserver), _Hint("ip:port", "use ip:port, e.g. 192.168.4.1:53")]
+Network = Annotated[IPv4Network, _Hint("a valid IPv4 CIDR", "use network/prefix form with host bits zero, e.g. 192.168.4.0/27")]
+Interface = Annotated[IPv4Interface, _Hint("an address/prefix", "use address/prefix form, e.g. 192.168.56.1/24")]
 
 
-@dataclass(frozen=True)
-class PacemakerConfig:
-    stickiness: int
-    migration_threshold: int
-    monitor_interval_s: int
-    monitor_timeout_s: int
-    failure_timeout_s: int
-    # haproxy runs on every node (a clone) and only the VIP moves; False:
-    # one haproxy instance that moves with the VIP (the reference design).
-    haproxy_on_all_nodes: bool
-    # Who restarts a crashed haproxy: "systemd" (in place, about a second) or
-    # "pacemaker" (at the next monitor; how the reference design behaves).
-    haproxy_restart: str
+def F(default: Any = ..., doc: str = "", shown: str = "") -> Any:
+    """A field's default and one-line description; `shown`: the default as the docs state it, where it is derived."""
+    return Field(default, description=doc, json_schema_extra={"shown": shown} if shown else None)
 
 
-@dataclass(frozen=True)
-class FencingConfig:
-    # STONITH on: a node that loses its peer power-cycles it before taking
-    # over, so a cut link never leaves two nodes holding the VIP.
-    enabled: bool
-    # A node that reaches none of these (it is the one cut off) does not
-    # fence its peer: checked by the QEMU agent itself, by a
-    # fence_heuristics_ping level for fence_vbox. Empty: no check.
-    ping_targets: tuple[str, ...]
-    # VirtualBox only: the host fence_vbox reaches over SSH to run VBoxManage.
-    host_address: Optional[ipaddress.IPv4Address]
-    host_user: Optional[str]
+class _Model(BaseModel):
+    # Keys are camelCase in the stack config; unknown keys are errors; parsed objects are immutable.
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True, regex_engine="python-re")
 
 
-@dataclass(frozen=True)
-class NodeSizeConfig:
-    cpus: int
-    memory_mb: int
+class NodeConfig(_Model):
+    name: HostName = F(..., "Host name, unique. Changing it replaces the VM.")
+    cluster_address: IPv4 = F(..., "Address in `clusterNetwork` (corosync ring), unique.")
+    management_address: Optional[IPv4] = F(None, "VirtualBox: address in `hostOnlyNetwork`, unique; Pulumi's way to the node.")
+    _node_id: int = PrivateAttr(0)
 
-
-@dataclass(frozen=True)
-class VirtualBoxConfig:
-    vboxmanage: str
-    base_vm: str
-    # A disk image (.vdi) hapx makes the base VM from; None: base_vm exists.
-    base_image: Optional[str]
-    storage_controller: str
-    internal_network: str
-    host_only_mode: HostOnlyMode
-    host_only_name: str
-    host_only_network: ipaddress.IPv4Interface  # host's address and prefix
-    seed_dir: str
-
-
-@dataclass(frozen=True)
-class QemuConfig:
-    image_dir: str  # where `make image` put base.qcow2, vmlinuz, initrd.img
-    state_dir: str  # VM disks, seeds, pid files and sockets
-    accel: str  # "auto", "kvm" or "tcg"
-    ssh_port_base: int  # node i listens on 127.0.0.1:(base + i) for SSH
-    lab_namespace: str  # network namespace that holds the cluster segment
-    lab_client_address: Optional[ipaddress.IPv4Address]  # the lab's own client address; None: last host of clusterNetwork
-
-
-@dataclass(frozen=True)
-class HapxConfig:
-    hypervisor: Hypervisor
-    cluster_name: str
-    domain: str
-    cluster_network: ipaddress.IPv4Network
-    cluster_vlan: int  # 0: untagged
-    dhcp_vlan: Optional[int]
-    vip: ipaddress.IPv4Address
-    nodes: tuple[NodeConfig, ...]
-    backends: tuple[BackendConfig, ...]
-    admin_user: str
-    node_size: NodeSizeConfig
-    haproxy: HaproxyConfig
-    corosync: CorosyncConfig
-    pacemaker: PacemakerConfig
-    fencing: FencingConfig
-    virtualbox: Optional[VirtualBoxConfig]
-    qemu: Optional[QemuConfig]
-
+    @computed_field
     @property
-    def vip_interface(self) -> str:
-        """Name of the VLAN interface on each node that carries ring and VIP."""
-        return f"{CLUSTER_NIC}.{self.cluster_vlan}" if self.cluster_vlan else CLUSTER_NIC
-
-    @property
-    def vip_prefix_length(self) -> int:
-        return self.cluster_network.prefixlen
-
-    @property
-    def vip_broadcast(self) -> ipaddress.IPv4Address:
-        return self.cluster_network.broadcast_address
+    def node_id(self) -> int:  # corosync's node id: the node's place in hapx:nodes, from 1
+        return self._node_id
 
 
-# Guest interface names are fixed by hapx (network-config renames NICs by MAC),
-# so the crm config and corosync never depend on the hypervisor's NIC naming.
-CLUSTER_NIC = "dmz0"
-MANAGEMENT_NIC = "mgmt0"
+class BackendConfig(_Model):
+    name: HostName = F(..., "Server name in haproxy.cfg, unique.")
+    address: Host = F(..., "IPv4 address or DNS name.")
+    port: Port = F(6443, "TCP port.")
 
 
-# --------------------------------------------------------------------------
-# Parsing helpers. Each names the full key path in its error.
-# --------------------------------------------------------------------------
-
-T = TypeVar("T")
+class NodeSizeConfig(_Model):
+    cpus: Int(1, 64) = F(1, "vCPUs per node. Changing it replaces the VMs.")
+    memory_mb: Int(256, 1048576, "a size in MiB") = F(512, "Memory per node (MiB). Changing it replaces the VMs.")
 
 
-def _decode(value: Any) -> Any:
-    """Pulumi hands object and list values to programs as JSON strings."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+class HaproxyConfig(_Model):
+    frontend_port: Port = F(6443, "The TCP port clients reach at the VIP.")
+    stats_port: Port = F(32700, "The stats page (HTTP, basic auth). Must differ from `frontendPort`.")
+    stats_user: Text(r"^[A-Za-z0-9_.-]{1,32}$", "use letters, digits, '_', '.', '-'") = F("admin", "Stats page user name.")
+    nameservers: tuple[Nameserver, ...] = F((), "DNS servers for backends given by name. Empty: libc resolves them at start.")
+    check_interval_ms: Int(100, 600000, "milliseconds") = F(2000, "Health-check interval per backend.")
+    check_fall: Int(1, 100) = F(3, "Failed checks before a backend goes down.")
+    check_rise: Int(1, 100) = F(2, "Passed checks before a backend goes up.")
 
 
-def _int(key: str, value: Any, lo: int, hi: int, what: str = "an integer") -> int:
-    if isinstance(value, bool):
-        raise ConfigError(key, f"expected {what}, got {value!r}", f"set it to {what} from {lo} to {hi}")
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        value = int(value.strip())
-    if not isinstance(value, int):
-        raise ConfigError(key, f"expected {what}, got {value!r}", f"set it to {what} from {lo} to {hi}")
-    if not lo <= value <= hi:
-        raise ConfigError(key, f"{value} is out of range", f"use a value from {lo} to {hi}")
-    return value
+class CorosyncConfig(_Model):
+    token_ms: Int(200, 60000, "milliseconds") = F(1000, "How long a silent node has before it is declared lost.")
+    consensus_ms: Optional[Int(240, 72000, "milliseconds")] = F(None, "Time to agree on a new membership.", "1.2 × `tokenMs`")
 
 
-def _port(key: str, value: Any) -> int:
-    return _int(key, value, 1, 65535, "a TCP port")
+class PacemakerConfig(_Model):
+    stickiness: Int(0, 1000000) = F(100, "`resource-stickiness`: resources stay where they run when a node comes back.")
+    migration_threshold: Int(1, 1000000) = F(2, "Failures on a node before its resources move away.")
+    monitor_interval_s: Int(1, 3600, "seconds") = F(5, "Interval of the VIP's and haproxy's monitor operation.")
+    monitor_timeout_s: Int(1, 3600, "seconds") = F(60, "Timeout of the monitor operation.")
+    failure_timeout_s: Int(0, 86400, "seconds") = F(60, "Seconds after which a failure count expires.")
+    haproxy_on_all_nodes: Bool = F(True, "haproxy runs on every node (a clone); `false`: one haproxy moves with the VIP.")
+    haproxy_restart: HaproxyRestart = F(HaproxyRestart.SYSTEMD, "Who restarts a crashed haproxy.")
 
 
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(key, f"expected true or false, got {value!r}", "set it to true or false")
+class FencingConfig(_Model):
+    enabled: Optional[Bool] = F(None, "Fencing (STONITH) on or off.", "`true` on QEMU, `false` on VirtualBox")
+    ping_targets: Optional[tuple[Host, ...]] = F(None, "A node fences its peer only if it reaches one of these.", "IPv4 backends")
+    host_address: Optional[IPv4] = F(None, "VirtualBox: where `fence_vbox` reaches the host.", "the host's `hostOnlyNetwork` IP")
+    host_user: Optional[UserName] = F(None, "VirtualBox: the host user `fence_vbox` runs `VBoxManage` as.")
 
 
-def _str(key: str, value: Any, pattern: Optional[re.Pattern] = None, hint: str = "") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, f"expected a non-empty string, got {value!r}", hint or "set a non-empty string")
-    if pattern is not None and not pattern.match(value):
-        raise ConfigError(key, f"{value!r} is not valid", hint or f"match {pattern.pattern}")
-    return value
+class VirtualBoxConfig(_Model):
+    vboxmanage: Text() = F("VBoxManage", "The VBoxManage executable.")
+    base_vm: Text() = F("debian-base-image", "The VM cloned for each node; with `baseImage`, hapx creates it under this name.")
+    base_image: Optional[Text(r"\.vdi$", "give a .vdi, e.g. base.vdi from `make image`")] = F(None, "A VDI hapx makes `baseVm` from.")
+    storage_controller: Text() = F("SATA", "The base VM's storage controller; the seed ISO goes on its port 1.")
+    internal_network: Text(r"^[A-Za-z0-9_.-]{1,64}$", "use letters, digits, '_', '.', '-'") = F("dmz", "NIC 1's network.")
+    host_only_mode: HostOnlyMode = F(HostOnlyMode.HOSTONLYIF, "`hostonlynet` for VirtualBox 7 on macOS.")
+    host_only_name: Text(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$", "use a name such as vboxnet0") = F("vboxnet0", "NIC 2's network.")
+    host_only_network: Interface = F(IPv4Interface("192.168.56.1/24"), "The host's address and prefix on NIC 2's network.")
+    seed_dir: Text() = F("~/.cache/hapx/seeds", "Where seed ISOs are written (mode 0600).")
 
 
-def _ipv4(key: str, value: Any) -> ipaddress.IPv4Address:
-    try:
-        return ipaddress.IPv4Address(str(value).strip())
-    except ValueError:
-        raise ConfigError(key, f"{value!r} is not an IPv4 address", "use dotted-quad form, e.g. 192.168.4.21") from None
+class QemuConfig(_Model):
+    image_dir: Text() = F("~/.cache/hapx/images/current", "Where `make image` put the base image.")
+    state_dir: Text() = F("~/.cache/hapx/lab", "VM disks, seeds, pid files and sockets, per stack.")
+    accel: Accel = F(Accel.AUTO, "`auto`: KVM if a test kernel boots under it within 20 s, TCG otherwise.")
+    ssh_port_base: Int(1024, 65000, "a TCP port") = F(2220, "Node *i* listens on `127.0.0.1:(sshPortBase + i)` for SSH.")
+    lab_namespace: Netns = F("hapx-lab", "Network namespace of the cluster segment, the stand-in backends and the lab's clients.")
+    lab_client_address: Optional[IPv4] = F(None, "The lab's own address on the cluster segment.", "last host of `clusterNetwork`")
 
 
-def _enum(key: str, value: Any, enum: type[Enum]) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        choices = ", ".join(e.value for e in enum)
-        raise ConfigError(key, f"{value!r} is not one of: {choices}", f"set it to one of: {choices}") from None
+class HapxConfig(_Model):
+    hypervisor: Hypervisor = F(Hypervisor.VIRTUALBOX, "Which driver creates the VMs and networks.")
+    cluster_name: HostName = F("haproxy-cluster", "corosync's and Pacemaker's cluster name. Changing it replaces the VMs.")
+    domain: Text(_DNS_NAME, "use a DNS domain such as kube.demo") = F("kube.demo", "Nodes' FQDN is `<node>.<domain>`.")
+    cluster_network: Network = F(..., "Subnet of the corosync ring and the VIP, /29 or shorter.")
+    cluster_vlan: Int(0, 4094, "a VLAN id (0: untagged)") = F(41, "VLAN id of the cluster segment; `0`: untagged.")
+    dhcp_vlan: Optional[Int(1, 4094, "a VLAN id")] = F(None, "An extra VLAN on the cluster NIC, configured by DHCP.")
+    vip: IPv4 = F(..., "The floating IP: a host address in `clusterNetwork`, not a node's or backend's.")
+    nodes: tuple[NodeConfig, ...] = F(..., "The nodes, two or more; their order gives corosync node ids.")
+    backends: tuple[BackendConfig, ...] = F((), "HAProxy's servers (health-checked TCP), one or more.", "required")
+    admin_user: UserName = F("debian", "The sudo user Pulumi connects as; `root` is refused.")
+    node_size: NodeSizeConfig = F(NodeSizeConfig(), "VM size.")
+    haproxy: HaproxyConfig = F(HaproxyConfig(), "HAProxy.")
+    corosync: CorosyncConfig = F(CorosyncConfig(), "Corosync.")
+    pacemaker: PacemakerConfig = F(PacemakerConfig(), "Pacemaker.")
+    fencing: FencingConfig = F(FencingConfig(), "Fencing.")
+    virtualbox: Optional[VirtualBoxConfig] = F(None, "VirtualBox driver (with `hypervisor: virtualbox`).")
+    qemu: Optional[QemuConfig] = F(None, "QEMU lab driver (with `hypervisor: qemu`).")
 
+    # Where IPaddr2 puts the VIP: the VLAN interface on each node that carries the ring, its prefix and broadcast.
+    vip_interface = property(lambda self: f"{CLUSTER_NIC}.{self.cluster_vlan}" if self.cluster_vlan else CLUSTER_NIC)
+    vip_prefix_length = property(lambda self: self.cluster_network.prefixlen)
+    vip_broadcast = property(lambda self: self.cluster_network.broadcast_address)
 
-class _Object:
-    """A config object whose keys are consumed one by one; leftovers are errors."""
-
-    def __init__(self, key: str, value: Any, allowed: tuple[str, ...]):
-        value = _decode(value)
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected an object, got {value!r}", f"set it as a YAML mapping with keys: {', '.join(allowed)}")
-        unknown = sorted(set(value) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"{key}.{unknown[0]}",
-                "unknown key",
-                f"remove it or use one of: {', '.join(allowed)} (see docs/configuration.md)",
-            )
-        self.key = key
-        self.value = value
-
-    def get(self, name: str, default: Any, parse: Callable[[str, Any], T]) -> T:
-        if name not in self.value or self.value[name] is None:
-            return default
-        return parse(f"{self.key}.{name}", self.value[name])
-
-    def require(self, name: str, parse: Callable[[str, Any], T], hint: str) -> T:
-        if name not in self.value or self.value[name] is None:
-            raise ConfigError(f"{self.key}.{name}", "is required", hint)
-        return parse(f"{self.key}.{name}", self.value[name])
-
-
-# Top-level keys (without the namespace) and whether they are required.
-TOP_LEVEL_KEYS = (
-    "hypervisor",
-    "clusterName",
-    "domain",
-    "clusterNetwork",
-    "clusterVlan",
-    "dhcpVlan",
-    "vip",
-    "nodes",
-    "backends",
-    "adminUser",
-    "nodeSize",
-    "haproxy",
-    "corosync",
-    "pacemaker",
-    "fencing",
-    "virtualbox",
-    "qemu",
-) + SECRET_KEYS
-
-
-def _key(name: str) -> str:
-    return f"{NAMESPACE}:{name}"
-
-
-def parse_config(raw: Mapping[str, Any]) -> HapxConfig:
-    """Parse and validate every hapx:* key. Raises ConfigError on the first problem."""
-    ours = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
-    unknown = sorted(set(ours) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise ConfigError(
-            _key(unknown[0]),
-            "unknown key",
-            f"remove it (`pulumi config rm {_key(unknown[0])}`) or use one of: "
-            + ", ".join(_key(k) for k in TOP_LEVEL_KEYS),
-        )
-
-    def top(name: str, default: Any, parse: Callable[[str, Any], T]) -> T:
-        value = ours.get(name)
-        if value is None:
-            return default
-        return parse(_key(name), _decode(value))
-
-    hypervisor = top("hypervisor", Hypervisor.VIRTUALBOX, lambda k, v: _enum(k, v, Hypervisor))
-    cluster_name = top("clusterName", "haproxy-cluster", lambda k, v: _str(k, v, _HOSTNAME, "use lowercase letters, digits and '-', at most 63 characters"))
-    domain = top("domain", "kube.demo", lambda k, v: _str(k, v, _DNS_NAME, "use a DNS domain such as kube.demo"))
-    cluster_network = top("clusterNetwork", None, _parse_network)
-    if cluster_network is None:
-        raise ConfigError(_key("clusterNetwork"), "is required", "set the cluster/VIP subnet, e.g. `pulumi config set hapx:clusterNetwork 192.168.4.0/27`")
-    # 0: the cluster segment is untagged (for hosts without 802.1Q, like the CI lab's kernel).
-    cluster_vlan = top("clusterVlan", 41, lambda k, v: _int(k, v, 0, 4094, "a VLAN id, or 0 for untagged"))
-    dhcp_vlan = top("dhcpVlan", None, lambda k, v: _int(k, v, 1, 4094, "a VLAN id"))
-    if dhcp_vlan == cluster_vlan:
-        raise ConfigError(_key("dhcpVlan"), f"equals hapx:clusterVlan ({cluster_vlan})", "use a different VLAN id or remove hapx:dhcpVlan")
-    vip = top("vip", None, _ipv4)
-    if vip is None:
-        raise ConfigError(_key("vip"), "is required", "set the floating IP, e.g. `pulumi config set hapx:vip 192.168.4.20`")
-    _check_host_in(_key("vip"), vip, cluster_network, "hapx:clusterNetwork")
-
-    nodes = _parse_nodes(_decode(ours.get("nodes")), cluster_network, hypervisor)
-    backends = _parse_backends(_decode(ours.get("backends")))
-    for node in nodes:
-        if node.cluster_address == vip:
-            raise ConfigError(_key("vip"), f"{vip} is also the clusterAddress of node {node.name}", "pick a VIP that no node or backend uses")
-    for backend in backends:
-        if backend.address == str(vip):
-            raise ConfigError(_key("vip"), f"{vip} is also the address of backend {backend.name}", "pick a VIP that no node or backend uses")
-
-    admin_user = top("adminUser", "debian", lambda k, v: _str(k, v, _USERNAME, "use a Linux user name such as debian"))
-    if admin_user == "root":
-        raise ConfigError(_key("adminUser"), "root is not allowed", "use an unprivileged user with sudo, such as debian")
-
-    size = _Object(_key("nodeSize"), ours.get("nodeSize"), ("cpus", "memoryMb"))
-    node_size = NodeSizeConfig(
-        cpus=size.get("cpus", 1, lambda k, v: _int(k, v, 1, 64)),
-        memory_mb=size.get("memoryMb", 512, lambda k, v: _int(k, v, 256, 1048576, "a size in MiB")),
-    )
-
-    haproxy = _parse_haproxy(ours.get("haproxy"))
-    if haproxy.frontend_port == haproxy.stats_port:
-        raise ConfigError(_key("haproxy.statsPort"), f"equals haproxy.frontendPort ({haproxy.frontend_port})", "use two different ports")
-
-    coro = _Object(_key("corosync"), ours.get("corosync"), ("tokenMs", "consensusMs"))
-    # 1 s, not corosync's 3 s: detection plus consensus (1.2 x token) is most
-    # of a failover (docs/benchmarks.md); 1 s still rides out a busy host.
-    token = coro.get("tokenMs", 1000, lambda k, v: _int(k, v, 200, 60000, "milliseconds"))
-    consensus = coro.get("consensusMs", int(token * 1.2), lambda k, v: _int(k, v, 240, 72000, "milliseconds"))
-    if consensus < int(token * 1.2):
-        # corosync.conf(5): consensus must be at least 1.2 x token or membership flaps.
-        raise ConfigError(_key("corosync.consensusMs"), f"{consensus} is less than 1.2 x tokenMs ({int(token * 1.2)})", "raise it or leave it unset (default 1.2 x tokenMs)")
-    corosync = CorosyncConfig(token_ms=token, consensus_ms=consensus)
-
-    pm = _Object(
-        _key("pacemaker"),
-        ours.get("pacemaker"),
-        ("stickiness", "migrationThreshold", "monitorIntervalS", "monitorTimeoutS", "failureTimeoutS", "haproxyOnAllNodes", "haproxyRestart"),
-    )
-    pacemaker = PacemakerConfig(
-        stickiness=pm.get("stickiness", 100, lambda k, v: _int(k, v, 0, 1000000)),
-        migration_threshold=pm.get("migrationThreshold", 2, lambda k, v: _int(k, v, 1, 1000000)),
-        # A dead haproxy is noticed within one interval (the reference: 20 s).
-        monitor_interval_s=pm.get("monitorIntervalS", 5, lambda k, v: _int(k, v, 1, 3600, "seconds")),
-        monitor_timeout_s=pm.get("monitorTimeoutS", 60, lambda k, v: _int(k, v, 1, 3600, "seconds")),
-        failure_timeout_s=pm.get("failureTimeoutS", 60, lambda k, v: _int(k, v, 0, 86400, "seconds")),
-        haproxy_on_all_nodes=pm.get("haproxyOnAllNodes", True, _bool),
-        # Measured: a crash costs ~1.5 s restarted by systemd, 12-26 s waiting
-        # for a monitor and a Pacemaker recovery (docs/benchmarks.md).
-        haproxy_restart=pm.get(
-            "haproxyRestart",
-            "systemd",
-            lambda k, v: _str(k, v, re.compile(r"^(systemd|pacemaker)$"), "set it to systemd (restart in place at once) or pacemaker (at the next monitor)"),
-        ),
-    )
-
-    virtualbox = _parse_virtualbox(ours.get("virtualbox")) if hypervisor is Hypervisor.VIRTUALBOX else None
-    if ours.get("virtualbox") is not None and hypervisor is not Hypervisor.VIRTUALBOX:
-        raise ConfigError(_key("virtualbox"), f"is set but hapx:hypervisor is {hypervisor.value}", "remove hapx:virtualbox or set hapx:hypervisor virtualbox")
-    qemu = _parse_qemu(ours.get("qemu")) if hypervisor is Hypervisor.QEMU else None
-    if ours.get("qemu") is not None and hypervisor is not Hypervisor.QEMU:
-        raise ConfigError(_key("qemu"), f"is set but hapx:hypervisor is {hypervisor.value}", "remove hapx:qemu or set hapx:hypervisor qemu")
-
-    if qemu is not None:
-        qemu = _check_lab_addresses(qemu, cluster_network, vip, nodes, backends)
-
-    fencing = _parse_fencing(ours.get("fencing"), hypervisor, backends, virtualbox)
-
-    if virtualbox is not None:
-        mgmt_net = virtualbox.host_only_network.network
-        seen: dict[ipaddress.IPv4Address, str] = {virtualbox.host_only_network.ip: "the host"}
+    @model_validator(mode="after")
+    def _cross_check(self) -> "HapxConfig":
+        """Rules between keys, then the defaults that follow from other keys (so build a HapxConfig with parse_config)."""
+        net, vip, nodes, backends, kind = self.cluster_network, self.vip, self.nodes, self.backends, self.hypervisor
+        _require(net.prefixlen <= 29, "clusterNetwork", f"/{net.prefixlen} leaves too few host addresses", "use /29 or shorter")
+        _require(self.dhcp_vlan != self.cluster_vlan, "dhcpVlan", f"equals hapx:clusterVlan ({self.cluster_vlan})", "use another id")
+        _in_subnet("vip", vip, net)
+        problem = f"has {len(nodes)} node(s); hapx needs at least two (an HA pair) and at most 16"
+        _require(1 < len(nodes) < 17, "nodes", problem, "list 2 to 16 nodes")
         for i, node in enumerate(nodes):
-            key = _key(f"nodes[{i}].managementAddress")
-            if node.management_address is None:
-                raise ConfigError(key, "is required with hapx:hypervisor virtualbox", f"give each node an address in {mgmt_net}")
-            _check_host_in(key, node.management_address, mgmt_net, "hapx:virtualbox.hostOnlyNetwork")
-            if node.management_address in seen:
-                raise ConfigError(key, f"{node.management_address} is already used by {seen[node.management_address]}", "give every node its own management address")
-            seen[node.management_address] = node.name
-        if mgmt_net.overlaps(cluster_network):
-            raise ConfigError(_key("virtualbox.hostOnlyNetwork"), f"{mgmt_net} overlaps hapx:clusterNetwork {cluster_network}", "use a separate subnet for host access")
-
-    return HapxConfig(
-        hypervisor=hypervisor,
-        cluster_name=cluster_name,
-        domain=domain,
-        cluster_network=cluster_network,
-        cluster_vlan=cluster_vlan,
-        dhcp_vlan=dhcp_vlan,
-        vip=vip,
-        nodes=nodes,
-        backends=backends,
-        admin_user=admin_user,
-        node_size=node_size,
-        haproxy=haproxy,
-        corosync=corosync,
-        pacemaker=pacemaker,
-        fencing=fencing,
-        virtualbox=virtualbox,
-        qemu=qemu,
-    )
-
-
-def _parse_network(key: str, value: Any) -> ipaddress.IPv4Network:
-    try:
-        net = ipaddress.IPv4Network(str(value).strip(), strict=True)
-    except ValueError as exc:
-        raise ConfigError(key, f"{value!r} is not a valid IPv4 CIDR ({exc})", "use network/prefix form with host bits zero, e.g. 192.168.4.0/27") from None
-    if net.prefixlen > 29:
-        raise ConfigError(key, f"/{net.prefixlen} leaves too few host addresses", "use a prefix of /29 or shorter")
-    return net
-
-
-def _parse_interface(key: str, value: Any) -> ipaddress.IPv4Interface:
-    try:
-        iface = ipaddress.IPv4Interface(str(value).strip())
-    except ValueError as exc:
-        raise ConfigError(key, f"{value!r} is not an address/prefix ({exc})", "use address/prefix form, e.g. 192.168.56.1/24") from None
-    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        raise ConfigError(key, f"{iface.ip} is the network or broadcast address", "use a host address inside the subnet")
-    return iface
-
-
-def _check_lab_addresses(
-    qemu: QemuConfig,
-    cluster_network: ipaddress.IPv4Network,
-    vip: ipaddress.IPv4Address,
-    nodes: tuple[NodeConfig, ...],
-    backends: tuple[BackendConfig, ...],
-) -> QemuConfig:
-    """The lab's client address must be free on the cluster segment."""
-    key = _key("qemu.labClientAddress")
-    client = qemu.lab_client_address or list(cluster_network.hosts())[-1]
-    _check_host_in(key, client, cluster_network, "hapx:clusterNetwork")
-    taken = {vip: "hapx:vip", **{n.cluster_address: n.name for n in nodes}}
-    taken.update({ipaddress.IPv4Address(b.address): b.name for b in backends if _is_ipv4(b.address)})
-    if client in taken:
-        raise ConfigError(key, f"{client} is already used by {taken[client]}", f"set hapx:qemu.labClientAddress to a free address in {cluster_network}")
-    return dataclasses.replace(qemu, lab_client_address=client)
+            node._node_id = i + 1
+            _in_subnet(f"nodes[{i}].clusterAddress", node.cluster_address, net)
+        _unique("nodes[{}].name", [n.name for n in nodes])
+        _unique("nodes[{}].clusterAddress", [n.cluster_address for n in nodes], [f"node {n.name}" for n in nodes])
+        _require(backends, "backends", "has no backends", "list the servers HAProxy balances, each with name, address and port")
+        _unique("backends[{}].name", [b.name for b in backends])
+        _unique("backends[{}]", [f"{b.address}:{b.port}" for b in backends], [f"backend {b.name}" for b in backends])
+        taken = {n.cluster_address: f"clusterAddress of node {n.name}" for n in nodes}  # on the cluster segment
+        taken.update({IPv4Address(b.address): f"address of backend {b.name}" for b in backends if _is_ipv4(b.address)})
+        _require(vip not in taken, "vip", f"{vip} is also the {taken.get(vip)}", "pick a VIP that no node or backend uses")
+        _require(self.admin_user != "root", "adminUser", "root is not allowed", "use an unprivileged user with sudo, like debian")
+        ports = self.haproxy.frontend_port, self.haproxy.stats_port
+        _require(len(set(ports)) == 2, "haproxy.statsPort", f"equals haproxy.frontendPort ({ports[0]})", "use different ports")
+        least = int(self.corosync.token_ms * 1.2)  # corosync.conf(5): a shorter consensus makes membership flap
+        consensus = self.corosync.consensus_ms or least
+        problem = f"{consensus} is less than 1.2 x tokenMs ({least})"
+        _require(consensus >= least, "corosync.consensusMs", problem, "raise it or leave it unset (default 1.2 x tokenMs)")
+        for name, section in (("virtualbox", self.virtualbox), ("qemu", self.qemu)):
+            fix = f"remove hapx:{name} or set hapx:hypervisor {name}"
+            _require(section is None or kind.value == name, name, f"is set but hapx:hypervisor is {kind.value}", fix)
+        vbox = (self.virtualbox or VirtualBoxConfig()) if kind is Hypervisor.VIRTUALBOX else None
+        qemu = (self.qemu or QemuConfig()) if kind is Hypervisor.QEMU else None
+        if qemu:  # the lab's own client address must be free on the cluster segment
+            client = qemu.lab_client_address or net.broadcast_address - 1
+            _in_subnet("qemu.labClientAddress", client, net)
+            used = {vip: "VIP", **taken}.get(client)
+            _require(not used, "qemu.labClientAddress", f"{client} is already the {used}", f"use a free address in {net}")
+            qemu = qemu.model_copy(update={"lab_client_address": client})
+        if vbox:
+            host, subnet, key = vbox.host_only_network.ip, vbox.host_only_network.network, "virtualbox.hostOnlyNetwork"
+            _require(host not in (subnet[0], subnet[-1]), key, f"{host} is the network or broadcast address", "use a host IP")
+            for i, node in enumerate(nodes):
+                path = f"nodes[{i}].managementAddress"
+                _require(node.management_address, path, "is required with hapx:hypervisor virtualbox", f"add one in {subnet}")
+                _in_subnet(path, node.management_address, subnet, "hapx:virtualbox.hostOnlyNetwork")
+                _require(node.management_address != host, path, f"{host} is already used by the host", "give each node its own")
+            _unique("nodes[{}].managementAddress", [n.management_address for n in nodes], [n.name for n in nodes])
+            _require(not subnet.overlaps(net), key, f"{subnet} overlaps hapx:clusterNetwork {net}", "use a separate subnet")
+            image, fix = vbox.base_image, "build it with `make image` (it writes base.vdi) or give an existing .vdi"
+            _require(not image or os.path.isfile(os.path.expanduser(image)), "virtualbox.baseImage", f"{image} does not exist", fix)
+        fencing = self.fencing
+        for name, given in (("hostAddress", fencing.host_address), ("hostUser", fencing.host_user)):
+            _require(given is None or vbox, f"fencing.{name}", f"is for VirtualBox, but hapx:hypervisor is {kind.value}", "remove it")
+        # Fencing is on by default where hapx controls the whole path (the QEMU lab); VirtualBox needs the operator's host.
+        enabled = kind is Hypervisor.QEMU if fencing.enabled is None else fencing.enabled
+        problem = "is required when fencing is on with VirtualBox (fence_vbox runs VBoxManage on the host over SSH)"
+        fix = "name the host user that will trust the fenceHostPublicKey output, or set hapx:fencing.enabled false"
+        _require(not (enabled and vbox) or fencing.host_user, "fencing.hostUser", problem, fix)
+        # Default ping targets: the backends given as addresses (a node that reaches none of them has nothing to serve).
+        targets = fencing.ping_targets
+        targets = tuple(b.address for b in backends if _is_ipv4(b.address)) if targets is None else targets
+        _require(len(set(targets)) == len(targets), "fencing.pingTargets", "lists a target twice", "list each target once")
+        host = fencing.host_address or (vbox.host_only_network.ip if enabled and vbox else None)  # the host, as nodes see it
+        fencing = fencing.model_copy(update={"enabled": enabled, "ping_targets": targets, "host_address": host})
+        corosync = self.corosync.model_copy(update={"consensus_ms": consensus})
+        return self.model_copy(update=dict(virtualbox=vbox, qemu=qemu, corosync=corosync, fencing=fencing))
 
 
-def _is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
+def _require(ok: Any, path: str, problem: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"{NAMESPACE}:{path}", problem, fix)
 
 
-def _check_host_in(key: str, addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network, net_key: str) -> None:
-    if addr not in net:
-        raise ConfigError(key, f"{addr} is outside {net_key} {net}", f"use an address inside {net}")
-    if addr in (net.network_address, net.broadcast_address):
-        raise ConfigError(key, f"{addr} is the network or broadcast address of {net}", f"use a host address inside {net}")
+def _in_subnet(path: str, address: IPv4Address, net: IPv4Network, net_key: str = "hapx:clusterNetwork") -> None:
+    _require(address in net, path, f"{address} is outside {net_key} {net}", f"use an address inside {net}")
+    _require(address not in (net[0], net[-1]), path, f"{address} is the network or broadcast address of {net}", "use a host IP")
 
 
-def _parse_nodes(value: Any, cluster_network: ipaddress.IPv4Network, hypervisor: Hypervisor) -> tuple[NodeConfig, ...]:
-    key = _key("nodes")
-    fix = "list at least two nodes, each with name and clusterAddress (see Pulumi.dev.yaml)"
-    if value is None:
-        raise ConfigError(key, "is required", fix)
-    if not isinstance(value, list):
-        raise ConfigError(key, f"expected a list, got {value!r}", fix)
-    if len(value) < 2:
-        raise ConfigError(key, f"has {len(value)} node(s); an HA pair needs at least two", fix)
-    if len(value) > 16:
-        raise ConfigError(key, f"has {len(value)} nodes", "use at most 16 nodes")
-    nodes = []
-    names: dict[str, int] = {}
-    addresses: dict[ipaddress.IPv4Address, str] = {}
-    for i, item in enumerate(value):
-        obj = _Object(f"{key}[{i}]", item, ("name", "clusterAddress", "managementAddress"))
-        name = obj.require("name", lambda k, v: _str(k, v, _HOSTNAME, "use a lowercase host name such as hapx-node01"), "give the node a host name")
-        if name in names:
-            raise ConfigError(f"{key}[{i}].name", f"{name!r} duplicates {key}[{names[name]}].name", "give every node a unique name")
-        names[name] = i
-        address = obj.require("clusterAddress", _ipv4, f"give the node an address in {cluster_network}")
-        _check_host_in(f"{key}[{i}].clusterAddress", address, cluster_network, "hapx:clusterNetwork")
-        if address in addresses:
-            raise ConfigError(f"{key}[{i}].clusterAddress", f"{address} is already used by node {addresses[address]}", "give every node its own address")
-        addresses[address] = name
-        mgmt = obj.get("managementAddress", None, _ipv4)
-        nodes.append(NodeConfig(name=name, cluster_address=address, management_address=mgmt, node_id=i + 1))
-    return tuple(nodes)
+def _unique(path: str, values: list, owners: Optional[list] = None) -> None:  # values[i] is at path.format(i)
+    for i, value in enumerate(values):
+        j = values.index(value)
+        problem = f"{value} is already used by {owners[j]}" if owners else f"{value!r} duplicates {NAMESPACE}:{path.format(j)}"
+        _require(j == i, path.format(i), problem, "use a value that no other entry has")
 
 
-def _parse_backends(value: Any) -> tuple[BackendConfig, ...]:
-    key = _key("backends")
-    fix = "list the servers HAProxy balances, each with name, address and port (see Pulumi.dev.yaml)"
-    if value is None or value == []:
-        raise ConfigError(key, "has no backends", fix)
-    if not isinstance(value, list):
-        raise ConfigError(key, f"expected a list, got {value!r}", fix)
-    backends = []
-    seen: dict[str, int] = {}
-    endpoints: dict[tuple[str, int], str] = {}
-    for i, item in enumerate(value):
-        obj = _Object(f"{key}[{i}]", item, ("name", "address", "port"))
-        name = obj.require("name", lambda k, v: _str(k, v, _HOSTNAME, "use letters, digits and '-'"), "name the backend server")
-        if name in seen:
-            raise ConfigError(f"{key}[{i}].name", f"{name!r} duplicates {key}[{seen[name]}].name", "give every backend a unique name")
-        seen[name] = i
-        address = obj.require("address", _backend_address, "give the backend's IPv4 address or DNS name")
-        port = obj.get("port", 6443, _port)
-        if (address, port) in endpoints:
-            raise ConfigError(f"{key}[{i}]", f"{address}:{port} is already backend {endpoints[(address, port)]}", "list each server once")
-        endpoints[(address, port)] = name
-        backends.append(BackendConfig(name=name, address=address, port=port))
-    return tuple(backends)
+# pydantic's error types in hapx's words, from the error, the field's _Hint, its description (doc) and keys allowed.
+_WORDS = {
+    "missing": ("is required", "set it: {doc}"),
+    "extra_forbidden": ("unknown key", "remove it or use one of: {keys} (see docs/configuration.md)"),
+    "model_type": ("expected an object, got {value!r}", "set it as a YAML mapping with keys: {keys}"),
+    "tuple_type": ("expected a list, got {value!r}", "set it as a YAML list"),
+    "enum": ("{value!r} is not valid (not one of: {expected})", "set it to one of: {expected}"),
+    "string_pattern_mismatch": ("{value!r} is not valid", "{fix}"),
+    "value_error": ("{value!r} is not {what} ({error})", "{fix}"),
+    "greater_than_equal": ("{value} is out of range", "{fix}"),
+    "less_than_equal": ("{value} is out of range", "{fix}"),
+}
 
 
-def _backend_address(key: str, value: Any) -> str:
-    text = _str(key, value, hint="give an IPv4 address or a DNS name")
-    if re.fullmatch(r"[\d.]+", text):
-        return str(_ipv4(key, text))
-    return _str(key, text.lower(), _DNS_NAME, "give an IPv4 address or a DNS name such as kube-mast01")
+def _config_error(exc: ValidationError) -> ConfigError:
+    """pydantic's first error as a ConfigError that names the full key path, e.g. hapx:nodes[1].name."""
+    error = exc.errors()[0]
+    loc, ctx = error["loc"], error.get("ctx", {})
+    key = f"{NAMESPACE}:" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)[1:]
+    if isinstance(ctx.get("error"), ConfigError):  # a rule between keys
+        return ctx["error"]
+    model, field = HapxConfig, Field()  # the object and the field the error is in
+    for part in loc:
+        field = next((f for f in model.model_fields.values() if f.alias == part), field)
+        kinds = (field.annotation, *get_args(field.annotation))
+        model = next((kind for kind in kinds if isinstance(kind, type) and issubclass(kind, BaseModel)), model)
+    found, kinds = list(field.metadata), [field.annotation]
+    while kinds:  # metadata of the field's type and of the types inside it: Optional[...], tuple[...]
+        found, kinds = found + list(getattr(kinds[-1], "__metadata__", ())), kinds[:-1] + list(get_args(kinds[-1]))
+    what, fix = next((m for m in found if isinstance(m, _Hint)), ("valid", "see docs/configuration.md"))
+    keys = [f.alias for f in model.model_fields.values()] + list(SECRET_KEYS if model is HapxConfig else ())
+    words = dict(ctx, value=error.get("input"), doc=field.description, keys=", ".join(keys), what=what, fix=fix)
+    words["expected"] = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+    problem, fix = _WORDS.get(error["type"], ("expected {what}, got {value!r}", "{fix}"))
+    return ConfigError(key, problem.format(**words), fix.format(**words))
 
 
-def _nameserver(key: str, value: Any) -> str:
-    text = _str(key, value, hint="use ip:port, e.g. 192.168.4.1:53")
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, "53"
-    return f"{_ipv4(key, host)}:{_port(key, port)}"
-
-
-def _parse_haproxy(value: Any) -> HaproxyConfig:
-    obj = _Object(
-        _key("haproxy"),
-        value,
-        ("frontendPort", "statsPort", "statsUser", "nameservers", "checkIntervalMs", "checkFall", "checkRise"),
-    )
-    nameservers = obj.get("nameservers", [], lambda k, v: v)
-    if not isinstance(nameservers, list):
-        raise ConfigError(_key("haproxy.nameservers"), f"expected a list, got {nameservers!r}", "list nameservers as ip:port strings")
-    return HaproxyConfig(
-        frontend_port=obj.get("frontendPort", 6443, _port),
-        stats_port=obj.get("statsPort", 32700, _port),
-        stats_user=obj.get("statsUser", "admin", lambda k, v: _str(k, v, re.compile(r"^[A-Za-z0-9_.-]{1,32}$"), "use letters, digits, '_', '.', '-'")),
-        nameservers=tuple(_nameserver(f"{_key('haproxy.nameservers')}[{i}]", ns) for i, ns in enumerate(nameservers)),
-        check_interval_ms=obj.get("checkIntervalMs", 2000, lambda k, v: _int(k, v, 100, 600000, "milliseconds")),
-        check_fall=obj.get("checkFall", 3, lambda k, v: _int(k, v, 1, 100)),
-        check_rise=obj.get("checkRise", 2, lambda k, v: _int(k, v, 1, 100)),
-    )
-
-
-def _parse_fencing(
-    value: Any, hypervisor: Hypervisor, backends: tuple[BackendConfig, ...], virtualbox: Optional[VirtualBoxConfig]
-) -> FencingConfig:
-    obj = _Object(_key("fencing"), value, ("enabled", "pingTargets", "hostAddress", "hostUser"))
-    # On by default where hapx controls the whole path (the QEMU lab); on
-    # VirtualBox it needs SSH access to the host, which only the operator can give.
-    enabled = obj.get("enabled", hypervisor is Hypervisor.QEMU, _bool)
-    # Default targets: the backends given as addresses. A node that can reach
-    # none of the servers it balances to has nothing to serve anyway.
-    default_targets = tuple(b.address for b in backends if _is_ipv4(b.address))
-    targets = obj.get("pingTargets", default_targets, _ping_targets)
-    host_address = obj.get("hostAddress", None, _ipv4)
-    host_user = obj.get("hostUser", None, lambda k, v: _str(k, v, _USERNAME, "use the user on the VirtualBox host that may run VBoxManage"))
-    if hypervisor is not Hypervisor.VIRTUALBOX:
-        for name, given in (("hostAddress", host_address), ("hostUser", host_user)):
-            if given is not None:
-                raise ConfigError(_key(f"fencing.{name}"), f"is for VirtualBox, but hapx:hypervisor is {hypervisor.value}", f"remove hapx:fencing.{name}")
-    elif enabled:
-        if host_user is None:
-            raise ConfigError(
-                _key("fencing.hostUser"),
-                "is required when fencing is on with VirtualBox (fence_vbox runs VBoxManage on the host over SSH)",
-                "set the host user whose authorized_keys will hold the stack's fenceHostPublicKey output, or set hapx:fencing.enabled false",
-            )
-        if host_address is None and virtualbox is not None:
-            # The host's own address on the host-only network, which every node reaches.
-            host_address = virtualbox.host_only_network.ip
-    return FencingConfig(enabled=enabled, ping_targets=targets, host_address=host_address, host_user=host_user)
-
-
-def _ping_targets(key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(key, f"expected a list, got {value!r}", "list IPv4 addresses or DNS names the nodes should reach, or [] for none")
-    targets = tuple(_backend_address(f"{key}[{i}]", v) for i, v in enumerate(value))
-    if len(set(targets)) != len(targets):
-        raise ConfigError(key, "lists a target twice", "list each target once")
-    return targets
-
-
-def _parse_virtualbox(value: Any) -> VirtualBoxConfig:
-    obj = _Object(
-        _key("virtualbox"),
-        value,
-        ("vboxmanage", "baseVm", "baseImage", "storageController", "internalNetwork", "hostOnlyMode", "hostOnlyName", "hostOnlyNetwork", "seedDir"),
-    )
-    base_image = obj.get("baseImage", None, _str)
-    if base_image is not None:
-        if not base_image.endswith(".vdi"):
-            raise ConfigError(_key("virtualbox.baseImage"), f"{base_image!r} is not a .vdi file", "give the path of a VDI disk image, e.g. ~/.cache/hapx/images/current/base.vdi from `make image`")
-        if not os.path.isfile(os.path.expanduser(base_image)):
-            raise ConfigError(_key("virtualbox.baseImage"), f"{base_image} does not exist", "build it with `make image` (it writes base.vdi) or give the path of an existing .vdi")
-    return VirtualBoxConfig(
-        vboxmanage=obj.get("vboxmanage", "VBoxManage", _str),
-        base_image=base_image,
-        # With baseImage, hapx creates the base VM under this name.
-        base_vm=obj.get("baseVm", "debian-base-image", _str),
-        storage_controller=obj.get("storageController", "SATA", _str),
-        internal_network=obj.get("internalNetwork", "dmz", lambda k, v: _str(k, v, re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "use letters, digits, '_', '.', '-'")),
-        host_only_mode=obj.get("hostOnlyMode", HostOnlyMode.HOSTONLYIF, lambda k, v: _enum(k, v, HostOnlyMode)),
-        host_only_name=obj.get("hostOnlyName", "vboxnet0", lambda k, v: _str(k, v, _IFNAME, "use an interface name such as vboxnet0")),
-        host_only_network=obj.get("hostOnlyNetwork", ipaddress.IPv4Interface("192.168.56.1/24"), _parse_interface),
-        seed_dir=obj.get("seedDir", "~/.cache/hapx/seeds", _str),
-    )
-
-
-def _parse_qemu(value: Any) -> QemuConfig:
-    obj = _Object(_key("qemu"), value, ("imageDir", "stateDir", "accel", "sshPortBase", "labNamespace", "labClientAddress"))
-    accel = obj.get("accel", "auto", _str)
-    if accel not in ("auto", "kvm", "tcg"):
-        raise ConfigError(_key("qemu.accel"), f"{accel!r} is not one of: auto, kvm, tcg", "set it to auto (detect), kvm or tcg")
-    return QemuConfig(
-        image_dir=obj.get("imageDir", "~/.cache/hapx/images/current", _str),
-        state_dir=obj.get("stateDir", "~/.cache/hapx/lab", _str),
-        accel=accel,
-        ssh_port_base=obj.get("sshPortBase", 2220, lambda k, v: _int(k, v, 1024, 65000, "a TCP port")),
-        lab_namespace=obj.get("labNamespace", "hapx-lab", lambda k, v: _str(k, v, re.compile(r"^[a-z0-9][a-z0-9-]{0,14}$"), "use lowercase letters, digits and '-', at most 15 characters")),
-        lab_client_address=obj.get("labClientAddress", None, _ipv4),
-    )
+def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> HapxConfig:
+    """Parse and validate every hapx:* key; raise ConfigError on the first problem. `secret_keys`: the keys the stack
+    stores encrypted; a secret given in plain text is refused, so `make render` and `pulumi preview` refuse alike."""
+    ours = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:") and v is not None}
+    for name in [name for name in SECRET_KEYS if name in ours]:
+        how = f"`pulumi config set --secret {NAMESPACE}:{name} <value>` (or `pulumi config rm` it to have one generated)"
+        _require(f"{NAMESPACE}:{name}" in secret_keys, name, "is stored in plain text", f"store it encrypted: {how}")
+        del ours[name]
+    wanted = {field.alias: field.annotation for field in HapxConfig.model_fields.values()}
+    for name, value in ours.items():  # the engine hands every top-level value as text: numbers, booleans, objects in JSON
+        with contextlib.suppress(TypeError, ValueError):  # left as they are: strings, and values YAML already typed
+            ours[name] = value if wanted.get(name) is str else json.loads(value)
+    try:  # strict, in JSON mode: no true for a number, no "yes" for a boolean; a list is fine for a tuple
+        return HapxConfig.model_validate_json(json.dumps(ours, default=str), strict=True)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
 
 
 def config_from_pulumi() -> HapxConfig:
-    """Read the running stack's hapx:* config (inside a Pulumi program)."""
-    from pulumi.runtime import config as runtime_config
-
-    # The language host passes config either through the SDK's context or the
-    # PULUMI_CONFIG environment; merge both so neither path is missed.
-    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    raw = {k: v for k, v in everything.items() if k.startswith(f"{NAMESPACE}:")}
-    for name in SECRET_KEYS:
-        full = _key(name)
-        if full in raw and full not in secret_keys:
-            raise ConfigError(full, "is stored in plain text", f"store it encrypted: `pulumi config set --secret {full} <value>` (or `pulumi config rm {full}` to have one generated)")
-    return parse_config(raw)
+    """Read the running stack's hapx:* config inside a Pulumi program: from the SDK's context and PULUMI_CONFIG."""
+    from pulumi.runtime import config as engine
+    secret_keys = set(engine.get_config_secret_keys_env()) | set(engine._SECRET_KEYS.get())
+    return parse_config({**engine.get_config_env(), **engine.CONFIG.get()}, secret_keys)

@@ -169,7 +169,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         monitor_interval_s=pm.monitor_interval_s,
         monitor_timeout_s=pm.monitor_timeout_s,
         haproxy_check_url=f"http://127.0.0.1:{cfg.haproxy.stats_port}{HEALTH_PATH}",
-        haproxy_restart=pm.haproxy_restart,
+        haproxy_restart=pm.haproxy_restart.value,
         vip=cfg.vip,
         prefix_length=cfg.vip_prefix_length,
         broadcast=cfg.vip_broadcast,

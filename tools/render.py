@@ -38,17 +38,21 @@ def placeholder_secrets(node: str) -> NodeSecrets:
     )
 
 
-def load_stack_config(stack: str) -> dict:
-    path = REPO / f"Pulumi.{stack}.yaml"
+def load_stack_config(stack: str, root: Path = REPO) -> tuple[dict, set[str]]:
+    """Pulumi.<stack>.yaml's config without its encrypted values, and the keys stored encrypted."""
+    path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise SystemExit(f"render: no {path.name}; stacks here: {', '.join(p.stem.split('.', 1)[1] for p in REPO.glob('Pulumi.*.yaml'))}")
+        raise SystemExit(f"render: no {path.name}; stacks here: {', '.join(p.stem.split('.', 1)[1] for p in root.glob('Pulumi.*.yaml'))}")
     config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    # Encrypted values are never decrypted here; placeholders replace them.
-    return {k: v for k, v in config.items() if not (isinstance(v, dict) and set(v) == {"secure"})}
+    # Encrypted values are never decrypted here; placeholders replace them. Their
+    # keys go to the parser, which refuses a secret key stored in plain text.
+    encrypted = {k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}}
+    return {k: v for k, v in config.items() if k not in encrypted}, encrypted
 
 
-def render(stack: str, out: Path) -> list[Path]:
-    cfg = parse_config(load_stack_config(stack))
+def render(stack: str, out: Path, root: Path = REPO) -> list[Path]:
+    """Write the stack's files under out; root holds Pulumi.<stack>.yaml (tests use their own)."""
+    cfg = parse_config(*load_stack_config(stack, root))
     driver = driver_for(cfg, stack)
     cluster = render_cluster_files(cfg, stack, driver.fence_plan())
     written = []

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
-from components.config import ConfigError, Hypervisor, parse_config
-from tests.conftest import as_engine_config
+import tools.render
+from components.config import Accel, ConfigError, HaproxyRestart, Hypervisor, config_from_pulumi, parse_config
+from tests.conftest import as_engine_config, stack_config
+from tools.render import main
 
 
 def test_dev_stack_is_the_reference_topology(dev_raw):
@@ -157,9 +162,102 @@ def test_virtualbox_only_fencing_keys_are_refused_on_qemu(lab_raw):
         parse_config(lab_raw)
 
 
+def _verdict(parse) -> str:
+    """The key a config error names, or "ok"."""
+    try:
+        parse()
+    except ConfigError as error:
+        return error.key
+    return "ok"
+
+
+@pytest.mark.parametrize("stored", ["plain", "encrypted"])
+def test_render_and_preview_give_the_same_verdict_on_a_secret(dev_raw, tmp_path, monkeypatch, stored):
+    # make render reads Pulumi.<stack>.yaml, where an encrypted value is {secure: ...} and is never decrypted.
+    value = "plain-text-password" if stored == "plain" else {"secure": "v1:bm90LXJlYWQ=:bm90LXJlYWQ="}
+    (tmp_path / "Pulumi.t.yaml").write_text(yaml.safe_dump({"config": {**dev_raw, "hapx:statsPassword": value}}))
+    rendered = _verdict(lambda: tools.render.render("t", tmp_path / "out", root=tmp_path))
+    # pulumi preview: the engine hands the program every value as text, secrets decrypted, and names the secret keys.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**as_engine_config(dev_raw), "hapx:statsPassword": "plain-text-password"}))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["hapx:statsPassword"] if stored == "encrypted" else []))
+    previewed = _verdict(config_from_pulumi)
+    assert rendered == previewed == ("hapx:statsPassword" if stored == "plain" else "ok")
+    assert main(["--stack", "dev", "--out", str(tmp_path / "dev")]) == 0  # the committed stacks still render
+
+
+def test_plain_text_secret_error_says_how_and_never_shows_the_value(dev_raw):
+    dev_raw["hapx:corosyncAuthkey"] = "c2VjcmV0LWF1dGhrZXk="
+    with pytest.raises(ConfigError) as caught:
+        parse_config(dev_raw)
+    assert caught.value.key == "hapx:corosyncAuthkey" and "--secret" in caught.value.fix
+    assert "c2VjcmV0LWF1dGhrZXk=" not in str(caught.value)
+    assert parse_config(dev_raw, secret_keys={"hapx:corosyncAuthkey"}) == parse_config(stack_config("dev"))
+
+
+# Strict types inside objects: the engine keeps nested types (`pulumi config set --path` stores numbers and
+# booleans as such), so only top-level text is decoded.
+STRICT = [
+    ("number as text in an object", lambda r: _set(r, "hapx:haproxy.statsPort", "32700"), "hapx:haproxy.statsPort", "expected a TCP port"),
+    ("true as a number", lambda r: _set(r, "hapx:nodeSize.cpus", True), "hapx:nodeSize.cpus", "expected an integer"),
+    ("float as a number", lambda r: _set(r, "hapx:nodeSize.memoryMb", 512.5), "hapx:nodeSize.memoryMb", "expected a size in MiB"),
+    ("1 as a boolean", lambda r: _set(r, "hapx:pacemaker", {"haproxyOnAllNodes": 1}), "hapx:pacemaker.haproxyOnAllNodes", "true or false"),
+    ("text as a boolean", lambda r: _set(r, "hapx:fencing", {"enabled": "true"}), "hapx:fencing.enabled", "expected true or false"),
+    ("number as a name", lambda r: _set(r, "hapx:clusterName", 5), "hapx:clusterName", "expected a non-empty string"),
+    ("number as an address", lambda r: _set(r, "hapx:vip", 3232236564), "hapx:vip", "expected an IPv4 address"),
+    ("object instead of a list", lambda r: _set(r, "hapx:backends", {"name": "k1"}), "hapx:backends", "expected a list"),
+    ("list instead of an object", lambda r: _set(r, "hapx:haproxy", [6443]), "hapx:haproxy", "expected an object"),
+    ("missing node address", lambda r: r["hapx:nodes"][0].pop("clusterAddress"), "hapx:nodes[0].clusterAddress", "is required"),
+    ("unknown key in a backend", lambda r: _set(r, "hapx:backends[2].weight", 3), "hapx:backends[2].weight", "unknown key"),
+    ("nodeId is not a key", lambda r: _set(r, "hapx:nodes[0].nodeId", 7), "hapx:nodes[0].nodeId", "unknown key"),
+    ("bad host-only mode", lambda r: _set(r, "hapx:virtualbox.hostOnlyMode", "bridged"), "hapx:virtualbox.hostOnlyMode", "not one of: hostonlyif"),
+    ("bad nameserver", lambda r: _set(r, "hapx:haproxy.nameservers", ["192.168.4.1:99999"]), "hapx:haproxy.nameservers[0]", "not a TCP port"),
+    ("17 nodes", lambda r: r["hapx:nodes"].extend(r["hapx:nodes"][:1] * 15), "hapx:nodes", "at most 16"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,key,words", STRICT, ids=[case[0] for case in STRICT])
+def test_strict_types_name_key_and_fix(dev_raw, what, mutate, key, words):
+    mutate(dev_raw)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(dev_raw)
+    assert (caught.value.key, words in caught.value.problem, bool(caught.value.fix)) == (key, True, True), str(caught.value)
+
+
+def test_engine_text_and_nulls_at_the_top_level(dev_raw):
+    engine = as_engine_config(dev_raw)
+    assert parse_config({**engine, "hapx:clusterVlan": " 41 ", "hapx:dhcpVlan": None}).dhcp_vlan is None
+    assert parse_config({**engine, "hapx:haproxy": None}).haproxy.frontend_port == 6443  # null: the default
+    assert parse_config({**engine, "hapx:clusterName": "123"}).cluster_name == "123"  # a key that wants text keeps it
+    with pytest.raises(ConfigError, match=r"^hapx:nodes: expected a list, got '\[not json'"):
+        parse_config({**engine, "hapx:nodes": "[not json"})
+
+
+def test_defaults_that_follow_other_keys(lab_raw):
+    lab = parse_config(lab_raw)
+    # The lab's client takes the last host of the cluster network, unless that is taken.
+    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 1200)
+    assert [n.node_id for n in lab.nodes] == [1, 2]
+    lab_raw["hapx:qemu"]["labClientAddress"] = "192.168.4.11"
+    with pytest.raises(ConfigError, match=r"hapx:qemu.labClientAddress: 192.168.4.11 is already the address of backend kube-mast01"):
+        parse_config(lab_raw)
+
+
+def test_parsed_config_is_frozen_and_hashable(dev_raw):
+    cfg = parse_config(dev_raw)
+    assert hash(cfg) == hash(parse_config(dev_raw))
+    with pytest.raises(ValidationError):
+        cfg.nodes[0].name = "other"
+    # VM identity hashes repr(NodeConfig) (hypervisor.VmSpec.fingerprint): its form must not change.
+    assert repr(cfg.nodes[0]) == (
+        "NodeConfig(name='hapx-node01', cluster_address=IPv4Address('192.168.4.21'), "
+        "management_address=IPv4Address('192.168.56.21'), node_id=1)"
+    )
+    assert HaproxyRestart.SYSTEMD == "systemd" and Accel("tcg") is Accel.TCG
+
+
 def test_base_image_must_be_an_existing_vdi(dev_raw, tmp_path):
     vbox = dev_raw["hapx:virtualbox"]
-    for image, words in ((str(tmp_path / "base.qcow2"), "is not a .vdi file"), (str(tmp_path / "none.vdi"), "does not exist")):
+    for image, words in ((str(tmp_path / "base.qcow2"), "is not valid"), (str(tmp_path / "none.vdi"), "does not exist")):
         dev_raw["hapx:virtualbox"] = {**vbox, "baseImage": image}
         with pytest.raises(ConfigError) as caught:
             parse_config(dev_raw)

@@ -115,7 +115,7 @@ class QemuDriver(HypervisorDriver):
             bridge=LAB_BRIDGE,
             tap=self.tap_name(spec.node),
             process_name=self.process_name(spec.node),
-            accel=self.qemu.accel,
+            accel=self.qemu.accel.value,
             cpus=spec.cpus,
             memory_mb=spec.memory_mb,
             disk_size=DISK_SIZE,
