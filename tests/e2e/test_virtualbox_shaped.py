@@ -172,7 +172,7 @@ def test_up_builds_the_base_vm_and_two_virtualbox_shaped_nodes(vbox):
     # The host-only network, then the base VM from the image, then the nodes cloned from it.
     assert ops.index("hostonlyif create") < ops.index("createvm") < ops.index("clonemedium") < ops.index("clonevm")
     clones = [c for c in vbox.calls() if c[0] == "clonevm"]
-    assert sorted(c[3] for c in clones) == ["--name=hapx-node01", "--name=hapx-node02"]
+    assert sorted(c[2] for c in clones) == ["--name=hapx-node01", "--name=hapx-node02"]
     assert all(c[1] == BASE_VM for c in clones)
     assert len(vbox.qemu_pids()) == 2
 

@@ -170,3 +170,26 @@ def test_plain_text_secret_in_config_is_refused(workspace):
     proc = workspace.run("preview", stack="plain-secret")
     assert proc.returncode != 0
     assert "hapx:statsPassword" in proc.stdout + proc.stderr and "--secret" in proc.stdout + proc.stderr
+
+
+def test_dev_with_a_base_image_previews_the_base_vm_before_the_nodes(workspace, tmp_path):
+    """hapx:virtualbox.baseImage: the preview shows the base VM hapx makes,
+    and every node's VM waits for it."""
+    image = tmp_path / "base.vdi"
+    image.write_bytes(b"<<< VirtualBox Disk Image >>>")
+    config = copy.deepcopy(stack_config("dev"))
+    config["hapx:virtualbox"] = {**config["hapx:virtualbox"], "baseImage": str(image), "baseVm": "hapx-dev-base"}
+    workspace.init_stack("dev-image", config)
+    steps = preview_steps(workspace, "dev-image")
+    resources = tree(steps)
+    assert resources["hapx-base-vm"] == ("hapx:index:VirtualBoxBaseVm", "hapx")
+    assert resources["hapx-base-vm-vm"] == ("command:local:Command", "hapx-base-vm")
+    names = [s["urn"].rsplit("::", 1)[-1] for s in steps]
+    deps = {s["urn"].rsplit("::", 1)[-1]: {d.rsplit("::", 1)[-1] for d in s["newState"].get("dependencies", [])} for s in steps}
+    for node in ("hapx-node01", "hapx-node02"):
+        assert names.index("hapx-base-vm-vm") < names.index(f"hapx-{node}-vm")
+        assert "hapx-base-vm-vm" in deps[f"hapx-{node}-vm"]
+    # A missing image stops the preview with the key and the fix.
+    image.unlink()
+    proc = workspace.run("preview", stack="dev-image")
+    assert proc.returncode != 0 and "hapx:virtualbox.baseImage" in proc.stdout + proc.stderr and "make image" in proc.stdout + proc.stderr
