@@ -36,6 +36,12 @@ LAB_BRIDGE = "hapx-br"
 DISK_SIZE = "4G"  # virtual size of each node's overlay (the base is 3 GiB)
 
 
+def tap_name(stack: str, node: str) -> str:
+    """The node's cluster NIC on the host (the lab harness finds it by this
+    name too). Interface names are at most 15 characters and unique on the host."""
+    return "hxt" + hashlib.sha256(f"{stack}/{node}".encode()).hexdigest()[:10]
+
+
 def lab_device(vlan: int) -> str:
     """Where the lab's own addresses live: on the bridge, or a VLAN on it."""
     return f"{LAB_BRIDGE}.{vlan}" if vlan else LAB_BRIDGE
@@ -89,8 +95,7 @@ class QemuDriver(HypervisorDriver):
         return f"hapx-{self.stack}-{node.name}"
 
     def tap_name(self, node: NodeConfig) -> str:
-        """Interface names are at most 15 characters and unique on the host."""
-        return "hxt" + hashlib.sha256(f"{self.stack}/{node.name}".encode()).hexdigest()[:10]
+        return tap_name(self.stack, node.name)
 
     def fence_forward(self, node: NodeConfig) -> str:
         """The guestfwd rule that takes the node's fence requests to the host helper."""

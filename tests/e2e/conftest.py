@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pulumi_cli import PulumiWorkspace
+from harness.workspace import PulumiWorkspace
 
 IMAGE_DIR = Path(os.path.expanduser("~/.cache/hapx/images/current"))
 
