@@ -152,11 +152,6 @@ class LabStack:
         out = self.ssh(node, "cat /proc/sys/kernel/random/boot_id", timeout=20)
         return out.stdout.strip() if out.returncode == 0 else None
 
-    def haproxy_serving(self, node: str) -> bool:
-        """Whether haproxy answers on the node (haproxy_serving_check)."""
-        check = haproxy_serving_check(self.config["hapx:haproxy"]["statsPort"])
-        return self.ssh(node, check, timeout=30).returncode == 0
-
     def corosync_members(self, node: str) -> set[str]:
         """The nodes in corosync's current membership, as the node sees it."""
         out = self.ssh(node, "sudo corosync-quorumtool -l 2>/dev/null", timeout=30).stdout
@@ -171,9 +166,11 @@ class LabStack:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            primed = select.select([proc.stdout], [], [], 60)[0] and proc.stdout.readline().strip() == "primed"
-            if not primed:
-                raise RuntimeError(f"{node}: could not get ready to kill haproxy: {proc.stderr.read() if proc.poll() is not None else 'timed out'}")
+            answered = select.select([proc.stdout], [], [], 60)[0]
+            if not answered or proc.stdout.readline().strip() != "primed":
+                proc.kill()
+                _, err = proc.communicate(timeout=30)
+                raise RuntimeError(f"{node}: could not get ready to kill haproxy: {err.strip() or 'no answer within 60 s'}")
             mark()
             proc.stdin.write("\n")
             proc.stdin.flush()
