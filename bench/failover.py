@@ -49,6 +49,7 @@ import shlex
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(json.dumps(all_results, indent=2))
     print()
     print(summarize(all_results))
-    print(f"\n[bench] raw results: {args.out}; command: {shlex.join(['python', '-m', 'bench.failover'] + (argv or []))}")
+    print(f"\n[bench] raw results: {args.out}; command: {shlex.join(['python', '-m', 'bench.failover'] + (sys.argv[1:] if argv is None else argv))}")
     return 0
 
 
