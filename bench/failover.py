@@ -30,10 +30,13 @@ from inside the lab's namespace (bounded in time) while it:
 - idle-soak:     nothing at all for --soak-s (600 s), a probe every 100 ms:
                  the VIP must not move and no request may fail.
 
-It prints, per profile and scenario, the unavailability window (first failed
-probe to the first good one after it) and failed probes, each run and the
-median, then destroys the stack. Figures depend on the machine: under TCG
-on 2 cores, process start-up inside the guests dominates.
+The probe (harness/probe.py) is armed before each fault and told the
+instant it happens. It prints, per profile and scenario, the unavailability
+window (from the fault to the first good reply after which 1 s of replies
+were all good) and the failed probes after the fault, each run and the
+median, then destroys the stack; failures before the fault are reported
+apart, never as the window. Figures depend on the machine: under TCG on 2
+cores, process start-up inside the guests dominates.
 """
 
 from __future__ import annotations
@@ -41,17 +44,22 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shlex
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.keepalived import convert_to_keepalived, pair_whole
-from tests.conftest import REPO
-from tests.e2e.lab import HolderWatch, LabStack, wait_for
-from tests.pulumi_cli import PulumiWorkspace
+from harness.lab import LabStack, haproxy_serving_check
+from harness.paths import REPO
+from harness.wait import wait_for
+from harness.watch import HolderWatch
+from harness.workspace import PulumiWorkspace
 
 # Settings profiles: hapx:* config overrides on top of Pulumi.lab.yaml.
 PROFILES = {
@@ -66,19 +74,13 @@ PROFILES = {
     "keepalived": {"hapx:fencing": {"enabled": False}},
 }
 SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "backend-change", "idle-soak")
+# Scenarios whose figure is the window after a fault; the others count failed requests.
+WINDOWED = ("power-off", "kill-haproxy", "link-cut")
 PROBE_LIMIT_S = 120  # no scenario but the soak may keep a client loop running longer
+PROBE_WAIT_S = PROBE_LIMIT_S + 60  # and how long the bench waits for its report
 CUT_S = 20  # how long link-cut keeps the link down
 AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
-
-
-def finish_probe(probe: subprocess.Popen, event_at: float | None = None, timeout_s: float = PROBE_LIMIT_S + 60) -> dict:
-    out, _ = probe.communicate(timeout=timeout_s)
-    result = json.loads(out)
-    if event_at is not None and result.get("movedS") is not None:
-        # From the fault to the first reply relayed by the other node.
-        result["vipMovedS"] = round(result["startedAt"] + result["movedS"] - event_at, 3)
-    return result
 
 
 def pacemaker_whole(lab: LabStack) -> bool:
@@ -98,11 +100,11 @@ def restart_vm(lab: LabStack, node: str) -> None:
 
 def power_off(lab: LabStack, whole) -> dict:
     (holder,) = lab.vip_holders()
-    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True)
-    time.sleep(1)
-    event_at = time.time()
-    subprocess.run(["kill", "-KILL", str(lab.vm_pid(holder))], check=True)
-    result = finish_probe(probe, event_at)
+    pid = lab.vm_pid(holder)
+    with lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True) as probe:
+        probe.fault()
+        os.kill(pid, signal.SIGKILL)
+        result = probe.finish(PROBE_WAIT_S)
     restart_vm(lab, holder)
     if not wait_for(lambda: whole(lab), 600, interval_s=5):
         raise RuntimeError(f"{holder} did not rejoin within 600 s")
@@ -111,17 +113,16 @@ def power_off(lab: LabStack, whole) -> dict:
 
 def kill_haproxy(lab: LabStack, whole) -> dict:
     (holder,) = lab.vip_holders()
-    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True)
-    time.sleep(1)
-    event_at = time.time()
-    lab.ssh(holder, "sudo systemctl kill --signal=SIGKILL haproxy.service")
-    result = finish_probe(probe, event_at)
+    with lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True) as probe:
+        lab.kill_haproxy(holder, mark=probe.fault)
+        result = probe.finish(PROBE_WAIT_S)
     # Back to a whole pair for the next run: Pacemaker forgets the failure,
     # keepalived's pair needs haproxy started again if systemd did not.
     if whole is pacemaker_whole:
         lab.ssh(holder, "sudo crm resource cleanup hapx-haproxy >/dev/null 2>&1")
     else:
-        lab.ssh(holder, "systemctl is-active --quiet haproxy || sudo systemctl start haproxy")
+        serving = haproxy_serving_check(lab.config["hapx:haproxy"]["statsPort"])
+        lab.ssh(holder, f"{serving} || sudo systemctl start haproxy")
     if not wait_for(lambda: whole(lab), 300, interval_s=5):
         raise RuntimeError("haproxy did not come back")
     return result
@@ -134,14 +135,12 @@ def link_cut(lab: LabStack, whole) -> dict:
     boot_before = lab.boot_id(holder)
     # Every 2 s: each sample is an SSH login on both guests, which costs
     # them CPU under TCG; a split brain lasts the whole cut, so 2 s sees it.
-    with HolderWatch(lab, interval_s=2) as watch:
-        probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True)
-        time.sleep(1)
-        event_at = time.time()
+    with HolderWatch(lab, interval_s=2) as watch, lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True) as probe:
+        cut_at = probe.fault()
         lab.set_link(holder, up=False)
         try:
-            result = finish_probe(probe, event_at)
-            time.sleep(max(0.0, event_at + CUT_S - time.time()))
+            result = probe.finish(PROBE_WAIT_S)
+            time.sleep(max(0.0, cut_at + CUT_S - time.time()))
         finally:
             lab.set_link(holder, up=True)
         # Two holders that could not see each other meet again now.
@@ -158,8 +157,8 @@ def idle_soak(lab: LabStack, whole, duration_s: float) -> dict:
     """Nothing happens for duration_s: the VIP must not move, nothing may fail."""
     fenced_before = lab.ssh(lab.nodes[0], "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true").stdout.strip()
     with HolderWatch(lab, interval_s=10) as watch:
-        probe = lab.start_probe(duration_s, stop_after_recovery=False, interval_ms=SOAK_PROBE_INTERVAL_MS)
-        result = finish_probe(probe, timeout_s=duration_s + 120)
+        with lab.start_probe(duration_s, stop_after_recovery=False, interval_ms=SOAK_PROBE_INTERVAL_MS) as probe:
+            result = probe.finish(timeout_s=duration_s + 120)
     holders = [h for _, h in watch.samples]
     result["vipMoves"] = sum(1 for a, b in zip(holders, holders[1:]) if a != b)
     result["maxVipHolders"] = watch.max_holders
@@ -183,13 +182,12 @@ def backend_change(lab: LabStack, whole) -> dict:
     else:
         backends[2] = {"name": "kube-mast03", "address": "192.168.4.13", "port": third["port"]}
     lab.set_config(config)
-    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=False)
-    time.sleep(1)
-    lab.up()
-    time.sleep(2)  # the reloads' old workers finish
-    probe.terminate()
-    out, _ = probe.communicate(timeout=30)
-    result = json.loads(out) if out.strip() else {"failures": None, "unavailableS": None}
+    with lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=False) as probe:
+        # The "fault" is the whole `up`: what fails from its start on counts.
+        probe.fault()
+        lab.up()
+        time.sleep(2)  # the reloads' old workers finish
+        result = probe.stop()
     result["backendNow"] = backends[2]["name"]
     return result
 
@@ -243,12 +241,20 @@ def bench_profile(
                         raise RuntimeError(f"{name}: the lab did not recover after a failed run") from error
                     continue
                 results.setdefault(scenario, []).append(result)
-                extras = {k: result[k] for k in ("vipMovedS", "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves") if k in result}
+                keys = ("vipMovedS", "failuresBeforeFault", "unavailableAtLeastS", "failuresAfterRecovery",
+                        "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves")  # fmt: skip
+                extras = {k: result[k] for k in keys if result.get(k) is not None}
                 print(f"[bench] {name} {scenario} run {run}: unavailable {result.get('unavailableS')} s, "
-                      f"{result.get('failures')} failed of {result.get('probes')} {extras}", flush=True)  # fmt: skip
+                      f"{failed_requests(result)} failed of {result.get('probes')} {extras}", flush=True)  # fmt: skip
     finally:
         lab.teardown()
     return results
+
+
+def failed_requests(result: dict) -> int | None:
+    """Failed requests a run counts: after the fault, or all of them when
+    there was no fault (the soak)."""
+    return result.get("failuresAfterFault") if result.get("faultMarked") else result.get("failures")
 
 
 def median(values: list) -> float | None:
@@ -259,7 +265,7 @@ def median(values: list) -> float | None:
 def summarize(all_results: dict) -> str:
     """One row per scenario and profile: medians, and the worst case where it matters."""
     lines = [
-        "| scenario | profile | runs | unavailable s (median) | failed probes (median) | other node serves after s (median) | most VIP holders at once | s with two holders (max) |",
+        "| scenario | profile | runs | unavailable s (median) | failed probes after the fault (median) | other node serves after s (median) | most VIP holders at once | s with two holders (max) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     scenarios = sorted({s for r in all_results.values() for s in r}, key=SCENARIOS.index)
@@ -271,14 +277,20 @@ def summarize(all_results: dict) -> str:
                 lines.append(f"| {scenario} | {profile} | {errors} failed run(s) | | | | | |")
             if not rows:
                 continue
-            window = [r.get("unavailableS") if r.get("failures") else 0.0 for r in rows]
+            unrecovered = sum(1 for r in rows if r.get("faultMarked") and not r.get("recoveryConfirmed"))
+            if scenario in WINDOWED:
+                window = median([r.get("unavailableS") for r in rows])
+                if unrecovered:
+                    window = f"{window} ({unrecovered} run(s) not recovered)"
+            else:
+                window = "-"
             moved = median([r.get("vipMovedS") for r in rows])
             holders = max((r.get("maxVipHolders", 0) for r in rows), default=0)
             dual = max((r.get("dualHolderS", 0.0) for r in rows), default=0.0)
             if scenario == "idle-soak":
                 moved = f"{sum(r.get('vipMoves', 0) for r in rows)} moves"
             lines.append(
-                f"| {scenario} | {profile} | {len(rows)} | {median(window)} | {median([r.get('failures') for r in rows])} | "
+                f"| {scenario} | {profile} | {len(rows)} | {window} | {median([failed_requests(r) for r in rows])} | "
                 f"{'-' if moved is None else moved} | {holders or '-'} | {dual if 'dualHolderS' in rows[0] else '-'} |"
             )
     return "\n".join(lines)
@@ -310,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(json.dumps(all_results, indent=2))
     print()
     print(summarize(all_results))
-    print(f"\n[bench] raw results: {args.out}; command: {shlex.join(['python', '-m', 'bench.failover'] + (argv or []))}")
+    print(f"\n[bench] raw results: {args.out}; command: {shlex.join(['python', '-m', 'bench.failover'] + (sys.argv[1:] if argv is None else argv))}")
     return 0
 
 

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import jinja2
 
-from tests.e2e.lab import LabStack
+from harness.lab import LabStack, haproxy_serving_check
 
 TEMPLATE = Path(__file__).with_name("keepalived.conf.j2")
+# The tracked check runs every second and may take this long: one second, so
+# a hung haproxy fails it within the interval (hapx's agent allows 2 s every 5 s).
+CHECK_TIMEOUT_S = 1
 
 
 def render_keepalived(lab: LabStack, node: str, auth_pass: str) -> str:
@@ -27,6 +30,7 @@ def render_keepalived(lab: LabStack, node: str, auth_pass: str) -> str:
         address=nodes[node],
         peer=peer,
         auth_pass=auth_pass,
+        serving_check=haproxy_serving_check(lab.config["hapx:haproxy"]["statsPort"], timeout_s=CHECK_TIMEOUT_S),
         vip=lab.config["hapx:vip"],
         prefix=lab.config["hapx:clusterNetwork"].split("/")[1],
     )
@@ -57,7 +61,8 @@ def convert_to_keepalived(lab: LabStack) -> None:
 
 
 def pair_whole(lab: LabStack) -> bool:
+    serving = haproxy_serving_check(lab.config["hapx:haproxy"]["statsPort"])
     for node in lab.nodes:
-        if lab.ssh(node, "systemctl is-active --quiet haproxy && systemctl is-active --quiet keepalived").returncode:
+        if lab.ssh(node, f"{serving} && systemctl is-active --quiet keepalived").returncode:
             return False
     return len(lab.vip_holders()) == 1

@@ -9,15 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The clone's root on sys.path: the tests import components/ and harness/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def stack_config(stack: str) -> dict[str, Any]:
-    """Pulumi.<stack>.yaml's config section, as native YAML values."""
-    return yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+from harness.paths import stack_config  # noqa: E402
 
 
 def cluster_files(cfg, stack: str):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pulumi_cli import PulumiWorkspace
+from harness.workspace import PulumiWorkspace
 
 # HAPX_IMAGE_DIR: try the tests on an image built elsewhere (make image writes the default).
 IMAGE_DIR = Path(os.path.expanduser(os.environ.get("HAPX_IMAGE_DIR", "~/.cache/hapx/images/current")))

@@ -14,9 +14,11 @@ import time
 
 import pytest
 
+from harness.lab import LabStack
+from harness.wait import wait_for
+from harness.watch import HolderWatch
+from harness.workspace import generated_secrets
 from tests.e2e.conftest import FIGURES
-from tests.e2e.lab import HolderWatch, LabStack, wait_for
-from tests.pulumi_cli import generated_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -134,11 +136,10 @@ def _fail_counts(lab, node: str) -> str:
 
 def test_killed_haproxy_is_back_in_place(lab):
     (holder,) = lab.vip_holders()
-    probe = lab.start_probe(duration_s=60)
-    time.sleep(1)
-    lab.ssh(holder, "sudo systemctl kill --signal=SIGKILL haproxy.service")
-    result = json.loads(probe.communicate(timeout=120)[0])
-    assert result["recoveredS"] is not None, result
+    with lab.start_probe(duration_s=60) as probe:
+        lab.kill_haproxy(holder, mark=probe.fault)
+        result = probe.finish(timeout_s=120)
+    assert result["recoveryConfirmed"], result
     FIGURES["killHaproxyUnavailableS"] = result["unavailableS"]
     assert result["unavailableS"] < 20, result  # sanity bound; make bench measures
     # systemd restarted it where it was: the VIP did not move, and Pacemaker
@@ -169,19 +170,23 @@ def test_cutting_the_vip_holders_link_fences_it(lab):
     (holder,) = lab.vip_holders()
     survivor = next(n for n in lab.nodes if n != holder)
     boot_before = lab.boot_id(holder)
-    with HolderWatch(lab, interval_s=1) as watch:
-        probe = lab.start_probe(duration_s=120)
-        time.sleep(1)
+    with HolderWatch(lab, interval_s=1) as watch, lab.start_probe(duration_s=120) as probe:
+        probe.fault()
         lab.set_link(holder, up=False)
         try:
-            result = json.loads(probe.communicate(timeout=180)[0])
+            result = probe.finish(timeout_s=180)
             # The cut node cannot see its peer and was reset by it; the
             # survivor serves; at no sample did both nodes hold the VIP.
-            assert result["recoveredS"] is not None, result
+            assert result["recoveryConfirmed"], result
             assert lab.vip_holders(alive=[survivor]) == [survivor]
         finally:
             lab.set_link(holder, up=True)
-        time.sleep(5)
+        # Keep watching until the two halves meet again (the reset node,
+        # rebooted, is back in the survivor's corosync membership): the
+        # moment two VIP holders would show.
+        assert wait_for(lambda: holder in lab.corosync_members(survivor), 600, interval_s=3), (
+            lab.ssh(survivor, "sudo corosync-quorumtool -l").stdout
+        )
     FIGURES["linkCutUnavailableS"] = result["unavailableS"]
     assert result["unavailableS"] < 60, result  # sanity bound
     assert watch.max_holders == 1, watch.samples
@@ -195,13 +200,13 @@ def test_cutting_the_vip_holders_link_fences_it(lab):
 def test_powering_off_the_vip_holder_moves_the_vip(lab):
     (holder,) = lab.vip_holders()
     survivor = next(n for n in lab.nodes if n != holder)
+    pid = lab.vm_pid(holder)
     # A bounded probe (20 ms apart, at most 120 s) from inside the lab.
-    probe = lab.start_probe(duration_s=120)
-    time.sleep(1)
-    os.kill(lab.vm_pid(holder), signal.SIGKILL)  # pull the plug
-    out, _ = probe.communicate(timeout=180)
-    result = json.loads(out)
-    assert result["recoveredS"] is not None, result
+    with lab.start_probe(duration_s=120) as probe:
+        probe.fault()
+        os.kill(pid, signal.SIGKILL)  # pull the plug
+        result = probe.finish(timeout_s=180)
+    assert result["recoveryConfirmed"], result
     FIGURES["powerOffUnavailableS"] = result["unavailableS"]
     # A generous sanity bound, not a benchmark (make bench measures): it
     # caught a lab bridge whose MAC changed with its ports (~50 s outage).

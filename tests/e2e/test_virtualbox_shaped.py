@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, stack_config
+from harness.paths import REPO, stack_config
 from tests.e2e.conftest import FIGURES, IMAGE_DIR
-from tests.pulumi_cli import PulumiWorkspace
+from harness.workspace import PulumiWorkspace
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pulumi_cli import PulumiWorkspace
+from harness.workspace import PulumiWorkspace
 
 
 @pytest.fixture(scope="module")

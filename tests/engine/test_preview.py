@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import stack_config
+from harness.paths import stack_config
 
 PROJECT = "hapx"
 

@@ -4,8 +4,8 @@ commands, encrypted in state, never in plain text in the state file, in
 
 from __future__ import annotations
 
-from tests.conftest import stack_config
-from tests.pulumi_cli import generated_secrets
+from harness.paths import stack_config
+from harness.workspace import generated_secrets
 
 SECRET_COMMANDS = [
     "hapx-secrets-admin-ssh-key",

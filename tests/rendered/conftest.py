@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from harness.paths import REPO
 
 
 def require_tool(name: str) -> str:

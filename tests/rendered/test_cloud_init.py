@@ -9,9 +9,8 @@ import subprocess
 import pycdlib
 import yaml
 
+from harness.paths import REPO
 from tools.seed_iso import build_seed_iso
-
-from tests.conftest import REPO
 
 from .conftest import require_tool, run
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from harness.paths import REPO
 
 from .conftest import require_tool, run
 

@@ -59,8 +59,8 @@ def _haproxy_nodes(output: str) -> set[str]:
 
 
 def _config(stack: str = "dev", **overrides):
-    from tests.conftest import stack_config
     from components.config import parse_config
+    from harness.paths import stack_config
 
     raw = stack_config(stack)
     raw.update({f"hapx:{k}": v for k, v in overrides.items()})

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 import tools.render
 from components.config import Accel, ConfigError, HaproxyRestart, Hypervisor, config_from_pulumi, parse_config
-from tests.conftest import as_engine_config, stack_config
+from harness.paths import stack_config
+from tests.conftest import as_engine_config
 from tools.render import main
 
 

@@ -123,7 +123,7 @@ PINNED_FINGERPRINTS = {
 
 @pytest.mark.parametrize("stack,node", sorted(PINNED_FINGERPRINTS))
 def test_vm_fingerprints_do_not_change(stack, node):
-    from tests.conftest import stack_config
+    from harness.paths import stack_config
 
     cfg = parse_config(stack_config(stack))
     driver = driver_for(cfg, stack)

@@ -16,7 +16,7 @@ from components.haproxy_cluster import HaproxyCluster, HaproxyClusterArgs  # noq
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    from tests.conftest import stack_config
+    from harness.paths import stack_config
 
     MOCKS.resources.clear()
     cfg = parse_config(stack_config("dev"))

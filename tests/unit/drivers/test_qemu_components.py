@@ -24,7 +24,7 @@ MOCK_PASSWORD = "p4ssw0rdp4ssw0rdp4ssw0rdp4ssw0rd"
 
 @pytest.fixture(scope="module")
 def lab():
-    from tests.conftest import stack_config
+    from harness.paths import stack_config
 
     MOCKS.resources.clear()
     cfg = parse_config(stack_config("lab"))

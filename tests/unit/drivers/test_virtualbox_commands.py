@@ -13,7 +13,7 @@ import pytest
 
 from components.config import parse_config
 from components.drivers.virtualbox.driver import VirtualBoxDriver, vbox_mac
-from tests.conftest import REPO, stack_config
+from harness.paths import REPO, stack_config
 
 FAKE = REPO / "tests/fixtures/fake_vboxmanage.py"
 

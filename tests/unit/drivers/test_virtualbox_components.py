@@ -18,7 +18,7 @@ NODES = ("hapx-node01", "hapx-node02")
 
 @pytest.fixture(scope="module")
 def fenced():
-    from tests.conftest import stack_config
+    from harness.paths import stack_config
 
     MOCKS.resources.clear()
     raw = stack_config("dev")
@@ -77,7 +77,7 @@ def test_fence_host_public_key_is_an_output(fenced):
 
 @pytest.fixture(scope="module")
 def from_image(tmp_path_factory):
-    from tests.conftest import stack_config
+    from harness.paths import stack_config
 
     image = tmp_path_factory.mktemp("images") / "base.vdi"
     image.write_bytes(b"vdi")

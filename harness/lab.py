@@ -1,5 +1,6 @@
-"""An e2e lab stack: the lab topology (Pulumi.lab.yaml) with its own
-namespace, SSH ports and state directory, driven by the real engine.
+"""A lab stack for the e2e tests and the benchmark: the lab topology
+(Pulumi.lab.yaml) with its own namespace, SSH ports and state directory,
+driven by the real engine.
 
 Everything it starts it can find again from its state directory (pid files)
 and its namespace, so `force_cleanup` removes it even when `pulumi destroy`
@@ -10,20 +11,40 @@ own namespace (the VIP, stand-in backends).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
+import select
+import shlex
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from tests.conftest import REPO, stack_config
-from tests.pulumi_cli import PulumiWorkspace
+from components.drivers.qemu.lab import tap_name
+from components.rendering import HEALTH_PATH
+from harness.paths import PYTHON, REPO, stack_config
+from harness.probe import ProbeProcess
+from harness.workspace import PulumiWorkspace
 
-PYTHON = str(REPO / ".venv" / "bin" / "python")
+# SIGKILL for every process of haproxy.service on a node, as `systemctl kill
+# --signal=SIGKILL haproxy.service` does, in two halves: the process list is
+# read and "primed" printed first; the kill (the shell's builtin) runs when a
+# line arrives on stdin. So the caller can mark the fault the instant before
+# it happens, not an SSH login (about a second under TCG) earlier.
+PRIMED_HAPROXY_KILL = "sudo sh -c " + shlex.quote(
+    "procs=$(cat /sys/fs/cgroup$(systemctl show -p ControlGroup --value haproxy.service)/cgroup.procs)"
+    ' && [ -n "$procs" ] && echo primed && read _ && kill -KILL $procs'
+)
+
+
+def haproxy_serving_check(stats_port: int, timeout_s: int = 2) -> str:
+    """The shell command that succeeds on a node while haproxy serves there:
+    the request hapx's resource agent makes (templates/node/ocf-haproxy), an
+    HTTP GET of haproxy's monitor-uri on the local stats listener. The lab,
+    the benchmark and the keepalived pair's tracked script all use this."""
+    url = f"http://127.0.0.1:{stats_port}{HEALTH_PATH}"
+    return f"/usr/bin/curl --silent --fail --max-time {timeout_s} --output /dev/null {url}"
 
 
 def free_port_base(count: int, start: int) -> int:
@@ -97,15 +118,17 @@ class LabStack:
                 f.write(key if key.endswith("\n") else key + "\n")
         return path
 
-    def ssh(self, node: str, command: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
-        cmd = [
+    def ssh_command(self, node: str, command: str) -> list[str]:
+        return [
             "ssh", "-i", str(self.key_file()), "-p", str(self.ssh_port(node)),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
             f"{self.config.get('hapx:adminUser', 'debian')}@127.0.0.1", command,
         ]  # fmt: skip
+
+    def ssh(self, node: str, command: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
         feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **feed)
+        return subprocess.run(self.ssh_command(node, command), capture_output=True, text=True, timeout=timeout, **feed)
 
     def vip_holders(self, alive: list[str] | None = None) -> list[str]:
         vip = self.config["hapx:vip"]
@@ -117,8 +140,8 @@ class LabStack:
         return holders
 
     def tap(self, node: str) -> str:
-        """The node's cluster NIC on the host (named as components/qemu.py names it)."""
-        return "hxt" + hashlib.sha256(f"{self.stack}/{node}".encode()).hexdigest()[:10]
+        """The node's cluster NIC on the host."""
+        return tap_name(self.stack, node)
 
     def set_link(self, node: str, up: bool) -> None:
         """Cut (or restore) the node's cluster link: its tap on the lab bridge goes down."""
@@ -128,6 +151,36 @@ class LabStack:
         """The node's current boot id (changes when it was reset), None if unreachable."""
         out = self.ssh(node, "cat /proc/sys/kernel/random/boot_id", timeout=20)
         return out.stdout.strip() if out.returncode == 0 else None
+
+    def corosync_members(self, node: str) -> set[str]:
+        """The nodes in corosync's current membership, as the node sees it."""
+        out = self.ssh(node, "sudo corosync-quorumtool -l 2>/dev/null", timeout=30).stdout
+        # Rows: nodeid, votes, name (then "(local)" on the node's own row).
+        return {fields[2] for fields in (line.split() for line in out.splitlines()) if len(fields) >= 3 and fields[0].isdigit()}
+
+    def kill_haproxy(self, node: str, mark: Callable[[], object] = lambda: None) -> None:
+        """SIGKILL haproxy (every process of its unit) on the node; `mark` is
+        called the instant before the kill (a probe's fault())."""
+        proc = subprocess.Popen(
+            self.ssh_command(node, PRIMED_HAPROXY_KILL),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            answered = select.select([proc.stdout], [], [], 60)[0]
+            if not answered or proc.stdout.readline().strip() != "primed":
+                proc.kill()
+                _, err = proc.communicate(timeout=30)
+                raise RuntimeError(f"{node}: could not get ready to kill haproxy: {err.strip() or 'no answer within 60 s'}")
+            mark()
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            _, err = proc.communicate(timeout=60)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{node}: killing haproxy failed ({proc.returncode}): {err}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def vm_pid(self, node: str) -> int:
         return int((self.state_dir / self.stack / "vms" / node / "qemu.pid").read_text())
@@ -139,21 +192,26 @@ class LabStack:
     def in_namespace(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.namespace, *args], capture_output=True, text=True, timeout=timeout)
 
-    def start_probe(self, duration_s: float, stop_after_recovery: bool = True, interval_ms: int = 20) -> subprocess.Popen:
-        """A bounded client loop against the VIP, in the background (its JSON report on stdout)."""
-        args = ["ip", "netns", "exec", self.namespace, PYTHON, str(REPO / "tools" / "vip_probe.py"),
+    def start_probe(
+        self, duration_s: float, stop_after_recovery: bool = True, interval_ms: int = 20, ready: bool = True
+    ) -> ProbeProcess:
+        """A bounded client loop against the VIP, in the background
+        (harness/probe.py). With `ready`, returned once it is armed: the VIP
+        answered it several times in a row, so a fault can be marked."""
+        args = ["ip", "netns", "exec", self.namespace, PYTHON, "-m", "harness.probe",
                 "--target", f"{self.config['hapx:vip']}:{self.config['hapx:haproxy']['frontendPort']}",
                 "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
         if stop_after_recovery:
             args.append("--stop-after-recovery")
-        return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        probe = ProbeProcess(args, cwd=REPO)
+        if ready:
+            probe.wait_ready()
+        return probe
 
-    def probe(self, duration_s: float = 2, interval_ms: int = 20, stop_after_recovery: bool = False) -> dict:
-        """start_probe, waited for: its report."""
-        proc = self.start_probe(duration_s, stop_after_recovery=stop_after_recovery, interval_ms=interval_ms)
-        out, _ = proc.communicate(timeout=duration_s + 30)
-        assert proc.returncode == 0, out
-        return json.loads(out)
+    def probe(self, duration_s: float = 2, interval_ms: int = 20) -> dict:
+        """A short probe with no fault, waited for: its report (failures, backends)."""
+        with self.start_probe(duration_s, stop_after_recovery=False, interval_ms=interval_ms, ready=False) as probe:
+            return probe.finish(timeout_s=duration_s + 30)
 
     def stats_status(self, user: str, password: str) -> int:
         """HTTP status of the stats page at the VIP for these credentials."""
@@ -214,62 +272,3 @@ class LabStack:
                 os.kill(pid, signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
 
-
-def wait_for(predicate, timeout_s: float, interval_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval_s)
-
-
-class HolderWatch:
-    """Samples which nodes hold the VIP (over each node's SSH, which does not
-    use the cluster link) in the background, until stopped."""
-
-    def __init__(self, lab: LabStack, interval_s: float = 0.5):
-        import threading
-
-        self.lab = lab
-        self.interval_s = interval_s
-        self.samples: list[tuple[float, tuple[str, ...]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "HolderWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _holds(self, node: str) -> bool:
-        try:
-            out = self.lab.ssh(node, "ip -o -4 addr show", timeout=8)
-        except subprocess.TimeoutExpired:
-            return False
-        return out.returncode == 0 and f" {self.lab.config['hapx:vip']}/" in out.stdout
-
-    def _run(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(self.lab.nodes)) as pool:
-            while not self._stop.is_set():
-                at = time.time()
-                holds = list(pool.map(self._holds, self.lab.nodes))
-                self.samples.append((at, tuple(n for n, h in zip(self.lab.nodes, holds) if h)))
-                self._stop.wait(max(0.0, self.interval_s - (time.time() - at)))
-
-    @property
-    def max_holders(self) -> int:
-        return max((len(h) for _, h in self.samples), default=0)
-
-    def dual_seconds(self) -> float:
-        """Time covered by samples in which more than one node held the VIP."""
-        total = 0.0
-        for (at, holders), (nxt, _) in zip(self.samples, self.samples[1:]):
-            if len(holders) > 1:
-                total += nxt - at
-        return round(total, 2)

@@ -1,6 +1,7 @@
-"""Running the real Pulumi CLI from tests: the engine that `make setup`
-built or found (engine/build.sh), a throwaway local file backend, a
-throwaway passphrase, and stack config from a file of the test's own."""
+"""Running the real Pulumi CLI for the tests and the benchmark: the engine
+that `make setup` built or found (engine/build.sh), a throwaway local file
+backend, a throwaway passphrase, and stack config from a file of the
+caller's own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO
+from harness.paths import REPO
 
 
 def engine_bin_dir() -> str:
@@ -75,7 +76,7 @@ class PulumiWorkspace:
             cmd += ["--stack", stack, "--config-file", str(self.config_file(stack))]
         proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return proc
 
     def export(self, stack: str, show_secrets: bool = False) -> dict:

@@ -1,0 +1,379 @@
+"""Probe a TCP service at a fixed rate and measure how long a fault kept its
+clients from being served.
+
+    python -m harness.probe --target 192.168.4.20:6443 [--interval-ms 20]
+        [--duration-s 60] [--timeout-ms 500] [--confirm-s 1] [--ready-after 5]
+        [--stop-after-recovery]
+
+Each request opens a connection, sends one HTTP request line and reads the
+reply (the lab's stand-in backends answer with their name and the address of
+the haproxy node that relayed it, so the probe sees the VIP move). The loop
+is bounded by --duration-s. Run it inside the lab's network namespace
+(`ip netns exec hapx-lab .venv/bin/python -m harness.probe ...` from the
+clone); it only connects to --target. Standard library only.
+
+How it talks to its caller (`ProbeProcess` below is the caller's side):
+
+- once --ready-after requests in a row were answered it prints `ready` on
+  stderr: the service answers and the probe is armed;
+- SIGUSR1 marks the fault. The caller sends it the instant before it causes
+  the fault (kills a process, cuts a link), so no failure the fault caused
+  can come before the mark. Only the first mark counts;
+- SIGTERM ends the loop early; the report is still printed.
+
+It prints one JSON object on stdout. F is the instant the fault mark
+arrived; a request is "after the fault" when its outcome was known after F
+(so one already under way at F that fails counts as after it):
+
+- `failuresBeforeFault`, `failuresBeforeFaultAtS`: requests that failed
+  before F, and when they began (seconds relative to F, so negative). They
+  are never part of the window.
+- `unavailableS`, the window: from F to the start of the recovering request
+  R, the first request begun after F that was answered and after which every
+  request was answered for --confirm-s (from R's start to the end of an
+  answered request at least that much later). A failure during that
+  confirmation voids R; the next answered request is the new candidate.
+  0.0 when no request failed after F and --confirm-s of answers followed.
+  None (with `recoveryConfirmed` false) when the fault was never marked or
+  the run ended before recovery was confirmed; then `unavailableAtLeastS`
+  is a lower bound if requests had failed after F.
+- `firstFailureAfterFaultS`: from F to the start of the first request that
+  failed after F (slightly negative when that request was under way at F).
+- `failuresAfterFault`: every failure after F, including
+  `failuresAfterRecovery` (`failuresAfterRecoveryAtS`, relative to F):
+  failures after the recovery was confirmed, a later blip. They are counted
+  and listed, not folded into the window.
+- `vipMovedS`: from F to the first answer relayed by a node other than the
+  one that relayed the last answer before F.
+
+--stop-after-recovery ends the run once the fault was marked, a request
+failed after it, and recovery was confirmed; never before the fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+FAULT_SIGNAL = signal.SIGUSR1
+READY_LINE = "ready"
+TIMES_LISTED = 200  # failure times kept per list (the counts are complete)
+
+# Set from signal handlers: SIGTERM ends the loop early but still reports
+# (a benchmark stops the probe when the change it measures is done);
+# SIGUSR1 records when the fault happened (time.monotonic()).
+_stop = False
+_fault_at: Optional[float] = None
+
+
+def _request_stop(*_: object) -> None:
+    global _stop
+    _stop = True
+
+
+def _mark_fault(*_: object) -> None:
+    global _fault_at
+    if _fault_at is None:
+        _fault_at = time.monotonic()
+
+
+def probe_once(host: str, port: int, timeout_s: float) -> str | None:
+    """The backend's reply on success, None on any failure."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            reply = b""
+            while True:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return None
+    head, _, body = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200"):
+        return None
+    return body.decode(errors="replace").strip() or None
+
+
+def split_reply(reply: str) -> tuple[str, str]:
+    """'kube-mast01 via 192.168.4.21' -> (backend, relaying node address)."""
+    name, _, via = reply.partition(" via ")
+    return name, via
+
+
+class Ledger:
+    """What the probe saw, split at the fault (the module docstring defines
+    each figure). Times are time.monotonic() values."""
+
+    def __init__(self, confirm_s: float):
+        self.confirm_s = confirm_s
+        self.probes = 0
+        self.failures = 0
+        self.good_in_a_row = 0
+        self.backends: dict[str, int] = {}
+        # Which node relayed the answers: the first, when another first
+        # answered, and the last before the fault.
+        self.first_via: str | None = None
+        self.moved_at: float | None = None
+        self.moved_to: str | None = None
+        self.via_before_fault: str | None = None
+        self.other_node_at: float | None = None
+        # Split at the fault.
+        self.failed_before: list[float] = []
+        self.failures_after = 0
+        self.first_failure_after: float | None = None
+        self.candidate: float | None = None  # start of the request that may be R
+        self.recovered: float | None = None  # start of R, once confirmed
+        self.failed_after_recovery: list[float] = []
+
+    @property
+    def outage_failures(self) -> int:
+        """Failures after the fault and before the confirmed recovery."""
+        return self.failures_after - len(self.failed_after_recovery)
+
+    def record(self, started: float, ended: float, reply: str | None, fault_at: float | None) -> None:
+        self.probes += 1
+        after = fault_at is not None and ended > fault_at
+        if reply is None:
+            self.failures += 1
+            self.good_in_a_row = 0
+            if not after:
+                self.failed_before.append(started)
+            elif self.recovered is not None:
+                self.failures_after += 1
+                self.failed_after_recovery.append(started)
+            else:
+                self.failures_after += 1
+                if self.first_failure_after is None:
+                    self.first_failure_after = started
+                self.candidate = None
+            return
+        self.good_in_a_row += 1
+        name, via = split_reply(reply)
+        self.backends[name] = self.backends.get(name, 0) + 1
+        if self.first_via is None:
+            self.first_via = via
+        elif via != self.first_via and self.moved_at is None:
+            self.moved_at, self.moved_to = started, via
+        if not after:
+            self.via_before_fault = via
+            return
+        if self.other_node_at is None and self.via_before_fault is not None and via != self.via_before_fault:
+            self.other_node_at = started
+        if self.recovered is None and started >= fault_at:
+            if self.candidate is None:
+                self.candidate = started
+            if ended - self.candidate >= self.confirm_s:
+                self.recovered = self.candidate
+
+    def recovered_after_outage(self) -> bool:
+        """What --stop-after-recovery waits for."""
+        return self.recovered is not None and self.outage_failures > 0
+
+    def report(self, start: float, end: float, fault_at: float | None) -> dict:
+        def since_start(t: float | None) -> float | None:
+            return None if t is None else round(t - start, 3)
+
+        def since_fault(t: float | None) -> float | None:
+            return None if t is None or fault_at is None else round(t - fault_at, 3)
+
+        result = {
+            "probes": self.probes,
+            "failures": self.failures,
+            "elapsedS": round(end - start, 3),
+            "backends": self.backends,
+            "servedVia": self.first_via,
+            "movedS": since_start(self.moved_at),
+            "movedTo": self.moved_to,
+            "faultMarked": fault_at is not None,
+            "faultS": since_start(fault_at),
+            "failuresBeforeFault": None,
+            "failuresBeforeFaultAtS": None,
+            "failuresAfterFault": None,
+            "firstFailureAfterFaultS": None,
+            "unavailableS": None,
+            "recoveryConfirmed": False,
+            "unavailableAtLeastS": None,
+            "failuresAfterRecovery": None,
+            "failuresAfterRecoveryAtS": None,
+            "vipMovedS": None,
+        }
+        if fault_at is None:
+            return result
+        result.update(
+            failuresBeforeFault=len(self.failed_before),
+            failuresBeforeFaultAtS=[since_fault(t) for t in self.failed_before[:TIMES_LISTED]],
+            failuresAfterFault=self.failures_after,
+            firstFailureAfterFaultS=since_fault(self.first_failure_after),
+            recoveryConfirmed=self.recovered is not None,
+            failuresAfterRecovery=len(self.failed_after_recovery),
+            failuresAfterRecoveryAtS=[since_fault(t) for t in self.failed_after_recovery[:TIMES_LISTED]],
+            vipMovedS=since_fault(self.other_node_at),
+        )
+        if self.recovered is not None:
+            result["unavailableS"] = since_fault(self.recovered) if self.outage_failures else 0.0
+        elif self.outage_failures:
+            result["unavailableAtLeastS"] = since_fault(self.candidate if self.candidate is not None else end)
+        return result
+
+
+def run(
+    host: str,
+    port: int,
+    interval_s: float,
+    duration_s: float,
+    timeout_s: float,
+    stop_after_recovery: bool,
+    confirm_s: float = 1.0,
+    ready_after: int = 5,
+) -> dict:
+    start = time.monotonic()
+    started_at = time.time()
+    ledger = Ledger(confirm_s)
+    said_ready = False
+    next_at = start
+    while time.monotonic() - start < duration_s and not _stop:
+        began = time.monotonic()
+        reply = probe_once(host, port, timeout_s)
+        ledger.record(began, time.monotonic(), reply, _fault_at)
+        if not said_ready and ledger.good_in_a_row >= ready_after:
+            print(READY_LINE, file=sys.stderr, flush=True)
+            said_ready = True
+        if stop_after_recovery and ledger.recovered_after_outage():
+            break
+        next_at += interval_s
+        if not _stop:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    result = ledger.report(start, time.monotonic(), _fault_at)
+    return {"target": f"{host}:{port}", "startedAt": round(started_at, 3), **result}
+
+
+class ProbeProcess:
+    """The caller's side of a running probe (`LabStack.start_probe` starts
+    one in the lab's namespace): wait until it is armed, mark the fault,
+    collect its report. A context manager: leaving it ends the probe."""
+
+    def __init__(self, args: list[str], cwd: Path | str | None = None):
+        self.args = args
+        self.fault_at: float | None = None  # time.time() of the mark
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self._stdout, False), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self._stderr, True), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream, lines: list[str], says_ready: bool) -> None:
+        for line in stream:
+            lines.append(line)
+            if says_ready and line.strip() == READY_LINE:
+                self._ready.set()
+
+    def __enter__(self) -> "ProbeProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float = 30) -> None:
+        """Until the probe has been answered --ready-after times in a row."""
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(
+                    f"the probe was not answered {timeout_s:.0f} s after it started ({' '.join(self.args)}): "
+                    f"{''.join(self._stderr)[-2000:] or 'no output'}"
+                )
+
+    def fault(self) -> float:
+        """Mark the fault: call it the instant before causing it. Returns the
+        wall-clock time of the mark."""
+        if not self._ready.is_set():
+            raise RuntimeError("the probe is not armed yet: wait_ready() before marking the fault")
+        self.fault_at = time.time()
+        os.kill(self.proc.pid, FAULT_SIGNAL)
+        return self.fault_at
+
+    def finish(self, timeout_s: float) -> dict:
+        """Wait for the probe to end on its own; its report."""
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise RuntimeError(f"the probe did not end within {timeout_s:.0f} s") from None
+        for reader in self._readers:
+            reader.join(timeout=10)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the probe failed ({self.proc.returncode}): {''.join(self._stderr)[-2000:]}")
+        result = json.loads("".join(self._stdout))
+        result["faultAt"] = self.fault_at
+        return result
+
+    def stop(self, timeout_s: float = 30) -> dict:
+        """End the probe now (SIGTERM); its report."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.finish(timeout_s)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True, help="HOST:PORT")
+    parser.add_argument("--interval-ms", type=int, default=20)
+    parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--timeout-ms", type=int, default=500)
+    parser.add_argument("--confirm-s", type=float, default=1.0, help="answers needed after a recovery before it counts")
+    parser.add_argument("--ready-after", type=int, default=5, help="answers in a row before it prints 'ready'")
+    parser.add_argument(
+        "--stop-after-recovery", action="store_true", help="end once the fault was marked and recovery after it confirmed"
+    )
+    args = parser.parse_args(argv)
+    if args.duration_s > 3600 or args.interval_ms < 1:
+        parser.error("keep the loop bounded: --duration-s at most 3600, --interval-ms at least 1")
+    if args.confirm_s < 0 or args.ready_after < 1:
+        parser.error("--confirm-s must not be negative and --ready-after at least 1")
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(FAULT_SIGNAL, _mark_fault)
+    host, _, port = args.target.rpartition(":")
+    result = run(
+        host,
+        int(port),
+        args.interval_ms / 1000,
+        args.duration_s,
+        args.timeout_ms / 1000,
+        args.stop_after_recovery,
+        confirm_s=args.confirm_s,
+        ready_after=args.ready_after,
+    )
+    json.dump(result, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The VIP probe's accounting (harness/probe.py), run as the lab runs it (a
+process, marked through ProbeProcess) against a real TCP service on
+127.0.0.1 that the test stops and starts: refused while stopped."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+import pytest
+
+from harness.paths import REPO
+from harness.probe import ProbeProcess
+
+
+class _Reply(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(4096)
+        self.request.sendall(f"HTTP/1.0 200 OK\r\n\r\nstand-in via {self.server.via}\n".encode())
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class StandIn:
+    """A service that answers like the lab's stand-ins, on one port, and can
+    be stopped (connections refused) and started again."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server: _Server | None = None
+
+    def start(self, via: str = "node-a") -> None:
+        self.server = _Server(("127.0.0.1", self.port), _Reply)
+        self.server.via = via
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def outage(self, seconds: float, via: str = "node-a") -> None:
+        self.stop()
+        time.sleep(seconds)
+        self.start(via)
+
+
+@pytest.fixture
+def service():
+    stand_in = StandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+def start_probe(port: int, *extra: str, duration_s: float = 30) -> ProbeProcess:
+    args = [sys.executable, "-m", "harness.probe", "--target", f"127.0.0.1:{port}",
+            "--interval-ms", "20", "--timeout-ms", "300", "--duration-s", str(duration_s), *extra]  # fmt: skip
+    probe = ProbeProcess(args, cwd=REPO)
+    probe.wait_ready(timeout_s=20)
+    return probe
+
+
+def test_a_failure_before_the_fault_is_not_the_window(service):
+    with start_probe(service.port, "--stop-after-recovery") as probe:
+        # A blip before the fault, and a recovery from it: the run must not
+        # end here, nor measure this.
+        service.outage(0.3)
+        time.sleep(0.5)
+        probe.fault()
+        service.outage(1.0, via="node-b")
+        result = probe.finish(timeout_s=30)
+    assert result["faultMarked"], result
+    assert result["failuresBeforeFault"] >= 3, result
+    assert all(t < 0 for t in result["failuresBeforeFaultAtS"]), result
+    # The window runs from the fault over the whole second-long outage.
+    assert result["recoveryConfirmed"], result
+    assert 0.95 <= result["unavailableS"] < 2.0, result
+    assert result["firstFailureAfterFaultS"] < 0.3, result
+    assert result["failuresAfterFault"] >= 10, result
+    assert result["failuresAfterRecovery"] == 0, result
+    # Stopped after the confirmation (1 s of answers), not before (each
+    # figure is rounded to the millisecond).
+    assert result["elapsedS"] - result["faultS"] >= result["unavailableS"] + 1.0 - 0.002, result
+    # The answers after the outage came through the other node.
+    assert result["vipMovedS"] == pytest.approx(result["unavailableS"], abs=0.1), result
+
+
+def test_a_blip_within_confirmation_extends_the_window_one_after_it_is_counted(service):
+    with start_probe(service.port) as probe:
+        probe.fault()
+        service.outage(0.4)
+        time.sleep(0.3)  # answered again, but not for long enough
+        service.outage(0.4)
+        time.sleep(1.6)  # recovered and confirmed
+        service.outage(0.3)  # a later blip
+        time.sleep(0.3)
+        result = probe.stop()
+    assert result["recoveryConfirmed"], result
+    # Both outages and the short answered gap between them are the window.
+    assert 1.05 <= result["unavailableS"] < 2.2, result
+    assert result["failuresAfterRecovery"] >= 3, result
+    assert all(t >= result["unavailableS"] + 1.0 - 0.002 for t in result["failuresAfterRecoveryAtS"]), result
+    assert result["failuresAfterFault"] > result["failuresAfterRecovery"], result
+
+
+def test_without_a_marked_fault_there_is_no_window(service):
+    with start_probe(service.port, "--stop-after-recovery") as probe:
+        service.outage(0.3)
+        time.sleep(1.5)
+        # Recovered from a failure, but no fault was marked: still running.
+        assert probe.proc.poll() is None
+        result = probe.stop()
+    assert result["failures"] >= 3, result
+    assert not result["faultMarked"], result
+    assert result["unavailableS"] is None and result["failuresBeforeFault"] is None, result
+
+
+def test_a_run_that_ends_before_recovery_reports_no_window(service):
+    with start_probe(service.port) as probe:
+        probe.fault()
+        service.stop()
+        time.sleep(0.5)
+        result = probe.stop()
+    assert not result["recoveryConfirmed"], result
+    assert result["unavailableS"] is None, result
+    assert result["unavailableAtLeastS"] >= 0.4, result
+
+
+def test_a_fault_that_costs_nothing_is_a_zero_window(service):
+    with start_probe(service.port) as probe:
+        probe.fault()
+        time.sleep(1.5)
+        result = probe.stop()
+    assert result["recoveryConfirmed"] and result["failuresAfterFault"] == 0, result
+    assert result["unavailableS"] == 0.0, result
+
+
+def test_the_probe_is_armed_only_once_answered(service):
+    service.stop()  # nothing listens: refused
+    args = [sys.executable, "-m", "harness.probe", "--target", f"127.0.0.1:{service.port}", "--duration-s", "5"]
+    probe = ProbeProcess(args, cwd=REPO)
+    with pytest.raises(RuntimeError, match="not armed"):
+        probe.fault()
+    with pytest.raises(RuntimeError, match="not answered"):
+        probe.wait_ready(timeout_s=1)
+    assert probe.proc.poll() is not None  # and it was ended
