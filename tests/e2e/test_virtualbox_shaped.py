@@ -169,8 +169,11 @@ def test_up_builds_the_base_vm_and_two_virtualbox_shaped_nodes(vbox):
     FIGURES["vboxShapedUpFromNothingS"] = round(time.monotonic() - started, 1)
 
     ops = [c[0] + (f" {c[1]}" if c[0] == "hostonlyif" else "") for c in vbox.calls()]
-    # The host-only network, then the base VM from the image, then the nodes cloned from it.
-    assert ops.index("hostonlyif create") < ops.index("createvm") < ops.index("clonemedium") < ops.index("clonevm")
+    # The host-only network and the base VM from the image (independent of
+    # each other), then the nodes cloned from that base VM.
+    first_clone = ops.index("clonevm")
+    assert ops.index("hostonlyif create") < first_clone
+    assert ops.index("createvm") < ops.index("clonemedium") < ops.index("storageattach") < first_clone
     clones = [c for c in vbox.calls() if c[0] == "clonevm"]
     assert sorted(c[2] for c in clones) == ["--name=hapx-node01", "--name=hapx-node02"]
     assert all(c[1] == BASE_VM for c in clones)
@@ -244,7 +247,9 @@ def test_destroy_removes_what_hapx_made_and_nothing_else(vbox):
     assert not any(Path(vbox.vbox_env["FAKE_VBOX_HOME"]).glob("*/*.vdi"))
     links = subprocess.run(["ip", "-n", vbox.namespace, "-o", "link"], capture_output=True, text=True).stdout
     assert "vboxnet0" not in links
-    ops = [c[0] for c in vbox.calls()]
-    last_node_gone = max(i for i, c in enumerate(vbox.calls()) if c[:2] in (["unregistervm", "hapx-node01"], ["unregistervm", "hapx-node02"]))
-    base_gone = vbox.calls().index(["unregistervm", BASE_VM, "--delete"])
-    assert last_node_gone < base_gone < len(ops) - 1 - ops[::-1].index("hostonlyif")
+    # The nodes go first; then the base VM they were cloned from and the
+    # host-only network they were attached to.
+    calls = vbox.calls()
+    last_node_gone = max(i for i, c in enumerate(calls) if c[:2] in (["unregistervm", "hapx-node01"], ["unregistervm", "hapx-node02"]))
+    assert last_node_gone < calls.index(["unregistervm", BASE_VM, "--delete"])
+    assert last_node_gone < calls.index(["hostonlyif", "remove", "vboxnet0"])
