@@ -1,0 +1,192 @@
+"""Measure how long a base image takes from QEMU's start until sshd answers.
+
+Boots a throwaway copy-on-write overlay of the image's base.qcow2 (4 GiB,
+as the lab's nodes have) under TCG with one vCPU and 1 GiB, a minimal
+NoCloud seed, and user-mode networking whose only way in is a port forward
+on 127.0.0.1; then reads the TCP banner there until it says "SSH-". The
+time to the kernel's banner on the serial console is printed as well, which
+splits firmware and boot loader from the rest.
+
+Three ways to boot:
+  firmware  SeaBIOS, then the image's own GRUB from the MBR (format 2 images;
+            what the lab does)
+  uefi      OVMF (Debian's `ovmf` package), then GRUB from the ESP
+  kernel    QEMU loads vmlinuz/initrd.img from the image directory with
+            root=/dev/vda (format 1 images, which have no boot loader)
+
+It boots VMs, so run it alone on the lab lock:
+
+    flock /tmp/hapx-lab.lock python -m tools.boot_time --image-dir DIR --boot firmware --runs 3
+
+Every QEMU it starts is stopped by its PID, and its files removed, also when
+a run fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.seed_iso import build_seed_iso
+
+OVERLAY_SIZE = "4G"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+SERIAL_BANNER = b"Linux version"
+
+
+@dataclass
+class BootRun:
+    kernel_banner_s: float | None  # QEMU start until the kernel's banner on the serial port
+    ssh_banner_s: float  # QEMU start until sshd's banner on the forwarded port
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ssh_banner(port: int) -> bool:
+    # QEMU's user-mode stack accepts the connection itself even before the
+    # guest listens, so only the banner proves that sshd is up.
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.settimeout(2)
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def qemu_command(image_dir: Path, boot: str, work: Path, port: int) -> list[str]:
+    disk = str(work / "disk.qcow2")
+    command = [
+        "qemu-system-x86_64",
+        "-accel", "tcg,tb-size=256",
+        "-cpu", "max", "-smp", "1", "-m", "1024",
+        "-nodefaults", "-display", "none", "-no-user-config",
+    ]
+    if boot == "kernel":
+        command += [
+            "-kernel", str(image_dir / "vmlinuz"),
+            "-initrd", str(image_dir / "initrd.img"),
+            "-append", "root=/dev/vda rw console=ttyS0",
+            "-drive", f"file={disk},if=virtio,format=qcow2,cache=unsafe",
+        ]
+    else:
+        if boot == "uefi":
+            # The firmware's variable store is per VM: a copy of the template.
+            (work / "OVMF_VARS.fd").write_bytes(OVMF_VARS.read_bytes())
+            command += [
+                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={work / 'OVMF_VARS.fd'}",
+            ]
+        command += [
+            "-drive", f"file={disk},if=none,id=root,format=qcow2,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=root,bootindex=0",
+        ]
+    command += [
+        "-drive", f"file={work / 'seed.iso'},if=virtio,format=raw,readonly=on",
+        "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device", "virtio-net-pci,netdev=mgmt",
+        "-serial", f"file:{work / 'console.log'}",
+        "-pidfile", str(work / "qemu.pid"),
+        "-daemonize",
+    ]
+    return command
+
+
+def stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(40):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.25)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def boot_once(image_dir: Path, boot: str, timeout_s: float) -> BootRun:
+    with tempfile.TemporaryDirectory(prefix="hapx-boot-time-") as tmp:
+        work = Path(tmp)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+             "-b", str(image_dir / "base.qcow2"), str(work / "disk.qcow2"), OVERLAY_SIZE],
+            check=True,
+        )
+        seed = build_seed_iso({
+            "meta-data": f"instance-id: boot-time-{uuid.uuid4()}\nlocal-hostname: boot-time\n",
+            "user-data": "#cloud-config\nssh_pwauth: false\n",
+        })
+        (work / "seed.iso").write_bytes(seed)
+        port = free_loopback_port()
+        pid = None
+        started = time.monotonic()
+        try:
+            subprocess.run(qemu_command(image_dir, boot, work, port), check=True)
+            pid = int((work / "qemu.pid").read_text())
+            kernel_at = None
+            deadline = started + timeout_s
+            while time.monotonic() < deadline:
+                if kernel_at is None and SERIAL_BANNER in (work / "console.log").read_bytes():
+                    kernel_at = time.monotonic() - started
+                if ssh_banner(port):
+                    return BootRun(kernel_at, round(time.monotonic() - started, 1))
+                time.sleep(0.5)
+            tail = (work / "console.log").read_bytes()[-2000:].decode(errors="replace")
+            raise TimeoutError(f"no SSH banner within {timeout_s:.0f} s; console ends with:\n{tail}")
+        finally:
+            if pid is not None:
+                stop(pid)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-dir", type=Path, default=Path("~/.cache/hapx/images/current").expanduser())
+    parser.add_argument("--boot", choices=("firmware", "uefi", "kernel"), default="firmware")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per boot (default 300)")
+    args = parser.parse_args()
+    image_dir = args.image_dir.resolve()
+    needed = ["base.qcow2"] + (["vmlinuz", "initrd.img"] if args.boot == "kernel" else [])
+    missing = [name for name in needed if not (image_dir / name).exists()]
+    if missing:
+        print(f"boot_time: {image_dir} has no {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.boot == "uefi" and not (OVMF_CODE.exists() and OVMF_VARS.exists()):
+        print(f"boot_time: no UEFI firmware at {OVMF_CODE}; install it with 'apt-get install ovmf'", file=sys.stderr)
+        return 2
+    key = json.loads((image_dir / "image.json").read_text()).get("key", "?")
+    results = []
+    for run in range(1, args.runs + 1):
+        result = boot_once(image_dir, args.boot, args.timeout)
+        results.append(result)
+        kernel = f"{result.kernel_banner_s:.1f}" if result.kernel_banner_s is not None else "?"
+        print(f"image {key} boot {args.boot} run {run}: kernel banner {kernel} s, ssh banner {result.ssh_banner_s:.1f} s",
+              flush=True)
+    ssh = [r.ssh_banner_s for r in results]
+    print(f"image {key} boot {args.boot}: ssh banner median {statistics.median(ssh):.1f} s "
+          f"(min {min(ssh):.1f}, max {max(ssh):.1f}, {len(ssh)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
