@@ -134,7 +134,7 @@ class VirtualBoxConfig:
 
 @dataclass(frozen=True)
 class QemuConfig:
-    image_dir: str  # where `make image` put base.qcow2, vmlinuz, initrd.img
+    image_dir: str  # where `make image` put base.qcow2 (booted through its firmware)
     state_dir: str  # VM disks, seeds, pid files and sockets
     accel: str  # "auto", "kvm" or "tcg"
     ssh_port_base: int  # node i listens on 127.0.0.1:(base + i) for SSH
