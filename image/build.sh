@@ -122,7 +122,7 @@ for module in $required_modules; do
   modules_json="$modules_json${modules_json:+, }\"$module\": \"$where\""
 done
 # The initramfs must find the root on virtio (QEMU) and on AHCI (VirtualBox).
-initramfs_modules="ahci libahci sd_mod virtio_pci virtio_blk ext4"
+initramfs_modules="ahci libahci ata_piix sd_mod virtio_pci virtio_blk virtio_scsi nvme ext4 crc32c_generic"
 initrd_listing=$(chroot "$work/rootfs" lsinitramfs "/boot/initrd.img-$kernel_version")
 initramfs_json=""
 for module in $initramfs_modules; do

@@ -14,6 +14,11 @@ Three ways to boot:
   kernel    QEMU loads vmlinuz/initrd.img from the image directory with
             root=/dev/vda (format 1 images, which have no boot loader)
 
+Two sets of hardware:
+  virtio    the lab's: virtio disk, NIC and seed drive
+  sata      VirtualBox's defaults: the disk and the seed (a CD-ROM) on an
+            AHCI controller, an e1000 NIC; the guest sees /dev/sda and sr0
+
 It boots VMs, so run it alone on the lab lock:
 
     flock /tmp/hapx-lab.lock python -m tools.boot_time --image-dir DIR --boot firmware --runs 3
@@ -69,7 +74,7 @@ def ssh_banner(port: int) -> bool:
         return False
 
 
-def qemu_command(image_dir: Path, boot: str, work: Path, port: int) -> list[str]:
+def qemu_command(image_dir: Path, boot: str, hardware: str, work: Path, port: int) -> list[str]:
     disk = str(work / "disk.qcow2")
     command = [
         "qemu-system-x86_64",
@@ -82,24 +87,31 @@ def qemu_command(image_dir: Path, boot: str, work: Path, port: int) -> list[str]
             "-kernel", str(image_dir / "vmlinuz"),
             "-initrd", str(image_dir / "initrd.img"),
             "-append", "root=/dev/vda rw console=ttyS0",
-            "-drive", f"file={disk},if=virtio,format=qcow2,cache=unsafe",
+        ]
+    elif boot == "uefi":
+        # The firmware's variable store is per VM: a copy of the template.
+        (work / "OVMF_VARS.fd").write_bytes(OVMF_VARS.read_bytes())
+        command += [
+            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,file={work / 'OVMF_VARS.fd'}",
+        ]
+    root = f"file={disk},if=none,id=root,format=qcow2,cache=unsafe"
+    seed = f"file={work / 'seed.iso'},if=none,id=seed,format=raw,readonly=on"
+    forward = f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"
+    if hardware == "sata":
+        command += [
+            "-device", "ahci,id=sata",
+            "-drive", root, "-device", "ide-hd,drive=root,bus=sata.0,bootindex=0",
+            "-drive", seed, "-device", "ide-cd,drive=seed,bus=sata.1",
+            "-netdev", forward, "-device", "e1000,netdev=mgmt",
         ]
     else:
-        if boot == "uefi":
-            # The firmware's variable store is per VM: a copy of the template.
-            (work / "OVMF_VARS.fd").write_bytes(OVMF_VARS.read_bytes())
-            command += [
-                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-                "-drive", f"if=pflash,format=raw,file={work / 'OVMF_VARS.fd'}",
-            ]
         command += [
-            "-drive", f"file={disk},if=none,id=root,format=qcow2,cache=unsafe",
-            "-device", "virtio-blk-pci,drive=root,bootindex=0",
+            "-drive", root, "-device", "virtio-blk-pci,drive=root,bootindex=0",
+            "-drive", seed, "-device", "virtio-blk-pci,drive=seed",
+            "-netdev", forward, "-device", "virtio-net-pci,netdev=mgmt",
         ]
     command += [
-        "-drive", f"file={work / 'seed.iso'},if=virtio,format=raw,readonly=on",
-        "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device", "virtio-net-pci,netdev=mgmt",
         "-serial", f"file:{work / 'console.log'}",
         "-pidfile", str(work / "qemu.pid"),
         "-daemonize",
@@ -124,7 +136,7 @@ def stop(pid: int) -> None:
         pass
 
 
-def boot_once(image_dir: Path, boot: str, timeout_s: float) -> BootRun:
+def boot_once(image_dir: Path, boot: str, hardware: str, timeout_s: float, keep: Path | None) -> BootRun:
     with tempfile.TemporaryDirectory(prefix="hapx-boot-time-") as tmp:
         work = Path(tmp)
         subprocess.run(
@@ -141,7 +153,7 @@ def boot_once(image_dir: Path, boot: str, timeout_s: float) -> BootRun:
         pid = None
         started = time.monotonic()
         try:
-            subprocess.run(qemu_command(image_dir, boot, work, port), check=True)
+            subprocess.run(qemu_command(image_dir, boot, hardware, work, port), check=True)
             pid = int((work / "qemu.pid").read_text())
             kernel_at = None
             deadline = started + timeout_s
@@ -156,16 +168,26 @@ def boot_once(image_dir: Path, boot: str, timeout_s: float) -> BootRun:
         finally:
             if pid is not None:
                 stop(pid)
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                console = work / "console.log"
+                if console.exists():
+                    target = keep / f"console-{boot}-{hardware}-{time.strftime('%H%M%S')}.log"
+                    target.write_bytes(console.read_bytes())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-dir", type=Path, default=Path("~/.cache/hapx/images/current").expanduser())
     parser.add_argument("--boot", choices=("firmware", "uefi", "kernel"), default="firmware")
+    parser.add_argument("--hardware", choices=("virtio", "sata"), default="virtio")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep-console", type=Path, help="copy each run's serial console log into this directory")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per boot (default 300)")
     args = parser.parse_args()
     image_dir = args.image_dir.resolve()
+    if args.boot == "kernel" and args.hardware != "virtio":
+        parser.error("--boot kernel passes root=/dev/vda: virtio hardware only")
     needed = ["base.qcow2"] + (["vmlinuz", "initrd.img"] if args.boot == "kernel" else [])
     missing = [name for name in needed if not (image_dir / name).exists()]
     if missing:
@@ -177,13 +199,13 @@ def main() -> int:
     key = json.loads((image_dir / "image.json").read_text()).get("key", "?")
     results = []
     for run in range(1, args.runs + 1):
-        result = boot_once(image_dir, args.boot, args.timeout)
+        result = boot_once(image_dir, args.boot, args.hardware, args.timeout, args.keep_console)
         results.append(result)
         kernel = f"{result.kernel_banner_s:.1f}" if result.kernel_banner_s is not None else "?"
-        print(f"image {key} boot {args.boot} run {run}: kernel banner {kernel} s, ssh banner {result.ssh_banner_s:.1f} s",
+        print(f"image {key} boot {args.boot} on {args.hardware} run {run}: kernel banner {kernel} s, ssh banner {result.ssh_banner_s:.1f} s",
               flush=True)
     ssh = [r.ssh_banner_s for r in results]
-    print(f"image {key} boot {args.boot}: ssh banner median {statistics.median(ssh):.1f} s "
+    print(f"image {key} boot {args.boot} on {args.hardware}: ssh banner median {statistics.median(ssh):.1f} s "
           f"(min {min(ssh):.1f}, max {max(ssh):.1f}, {len(ssh)} runs)")
     return 0
 

@@ -29,7 +29,7 @@ SECTOR = 512
 REQUIRED_MODULES = {"ahci", "libahci", "sd_mod", "virtio_pci", "virtio_blk", "virtio_net", "e1000",
                     "sr_mod", "cdrom", "isofs", "8021q", "ext4"}
 # What the initramfs needs to find the root on virtio and on AHCI.
-INITRAMFS_MODULES = {"ahci", "libahci", "sd_mod", "virtio_pci", "virtio_blk", "ext4"}
+INITRAMFS_MODULES = {"ahci", "libahci", "sd_mod", "virtio_pci", "virtio_blk", "ext4", "crc32c_generic"}
 
 
 def tool(name: str) -> str:
