@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -53,8 +54,10 @@ SERIAL_BANNER = b"Linux version"
 
 @dataclass
 class BootRun:
-    kernel_banner_s: float | None  # QEMU start until the kernel's banner on the serial port
-    ssh_banner_s: float  # QEMU start until sshd's banner on the forwarded port
+    # Seconds from QEMU's start until...
+    loader_s: float | None  # the first byte on the serial port (GRUB; for --boot kernel, the kernel)
+    kernel_banner_s: float | None  # the kernel's banner on the serial port
+    ssh_banner_s: float  # sshd's banner on the forwarded port
 
 
 def free_loopback_port() -> int:
@@ -152,18 +155,39 @@ def boot_once(image_dir: Path, boot: str, hardware: str, timeout_s: float, keep:
         port = free_loopback_port()
         pid = None
         started = time.monotonic()
+        deadline = started + timeout_s
+        ssh_up = threading.Event()
+        ssh_at: list[float] = []
+
+        def poll_ssh() -> None:
+            # Its own thread: a probe can block for its 2 s timeout, the
+            # console is read every 0.2 s meanwhile.
+            while time.monotonic() < deadline and not ssh_up.is_set():
+                if ssh_banner(port):
+                    ssh_at.append(time.monotonic() - started)
+                    ssh_up.set()
+                    return
+                time.sleep(0.5)
+
         try:
             subprocess.run(qemu_command(image_dir, boot, hardware, work, port), check=True)
             pid = int((work / "qemu.pid").read_text())
-            kernel_at = None
-            deadline = started + timeout_s
-            while time.monotonic() < deadline:
-                if kernel_at is None and SERIAL_BANNER in (work / "console.log").read_bytes():
-                    kernel_at = time.monotonic() - started
-                if ssh_banner(port):
-                    return BootRun(kernel_at, round(time.monotonic() - started, 1))
-                time.sleep(0.5)
-            tail = (work / "console.log").read_bytes()[-2000:].decode(errors="replace")
+            poller = threading.Thread(target=poll_ssh, daemon=True)
+            poller.start()
+            loader_at = kernel_at = None
+            console = work / "console.log"
+            while time.monotonic() < deadline and not ssh_up.is_set():
+                text = console.read_bytes() if console.exists() else b""
+                now = time.monotonic() - started
+                if loader_at is None and text:
+                    loader_at = now
+                if kernel_at is None and SERIAL_BANNER in text:
+                    kernel_at = now
+                ssh_up.wait(0.2)
+            poller.join(timeout=5)
+            if ssh_at:
+                return BootRun(loader_at, kernel_at, round(ssh_at[0], 1))
+            tail = console.read_bytes()[-2000:].decode(errors="replace")
             raise TimeoutError(f"no SSH banner within {timeout_s:.0f} s; console ends with:\n{tail}")
         finally:
             if pid is not None:
@@ -174,6 +198,10 @@ def boot_once(image_dir: Path, boot: str, hardware: str, timeout_s: float, keep:
                 if console.exists():
                     target = keep / f"console-{boot}-{hardware}-{time.strftime('%H%M%S')}.log"
                     target.write_bytes(console.read_bytes())
+
+
+def seconds(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "?"
 
 
 def main() -> int:
@@ -201,9 +229,9 @@ def main() -> int:
     for run in range(1, args.runs + 1):
         result = boot_once(image_dir, args.boot, args.hardware, args.timeout, args.keep_console)
         results.append(result)
-        kernel = f"{result.kernel_banner_s:.1f}" if result.kernel_banner_s is not None else "?"
-        print(f"image {key} boot {args.boot} on {args.hardware} run {run}: kernel banner {kernel} s, ssh banner {result.ssh_banner_s:.1f} s",
-              flush=True)
+        print(f"image {key} boot {args.boot} on {args.hardware} run {run}: first serial output "
+              f"{seconds(result.loader_s)} s, kernel banner {seconds(result.kernel_banner_s)} s, "
+              f"ssh banner {result.ssh_banner_s:.1f} s", flush=True)
     ssh = [r.ssh_banner_s for r in results]
     print(f"image {key} boot {args.boot} on {args.hardware}: ssh banner median {statistics.median(ssh):.1f} s "
           f"(min {min(ssh):.1f}, max {max(ssh):.1f}, {len(ssh)} runs)")
