@@ -127,7 +127,7 @@ initrd_listing=$(chroot "$work/rootfs" lsinitramfs "/boot/initrd.img-$kernel_ver
 initramfs_json=""
 for module in $initramfs_modules; do
   if ! grep -qE "/$module\.ko(\.[a-z]+)?$" <<<"$initrd_listing"; then
-    sed 's#.*/##; s#\.ko.*##' "$work/rootfs/lib/modules/$kernel_version/modules.builtin" | grep -qx "$module" ||
+    grep -qx "$module" <<<"$(sed 's#.*/##; s#\.ko.*##' "$work/rootfs/lib/modules/$kernel_version/modules.builtin")" ||
       fail "the initramfs of $kernel_version lacks '$module' (needed to find the root disk)"
   fi
   initramfs_json="$initramfs_json${initramfs_json:+, }\"$module\""
