@@ -99,18 +99,20 @@ def qemu_command(image_dir: Path, boot: str, hardware: str, work: Path, port: in
             "-drive", f"if=pflash,format=raw,file={work / 'OVMF_VARS.fd'}",
         ]
     root = f"file={disk},if=none,id=root,format=qcow2,cache=unsafe"
+    # With -kernel, QEMU's own loader holds boot index 0.
+    boot_from_disk = ",bootindex=0" if boot != "kernel" else ""
     seed = f"file={work / 'seed.iso'},if=none,id=seed,format=raw,readonly=on"
     forward = f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"
     if hardware == "sata":
         command += [
             "-device", "ahci,id=sata",
-            "-drive", root, "-device", "ide-hd,drive=root,bus=sata.0,bootindex=0",
+            "-drive", root, "-device", f"ide-hd,drive=root,bus=sata.0{boot_from_disk}",
             "-drive", seed, "-device", "ide-cd,drive=seed,bus=sata.1",
             "-netdev", forward, "-device", "e1000,netdev=mgmt",
         ]
     else:
         command += [
-            "-drive", root, "-device", "virtio-blk-pci,drive=root,bootindex=0",
+            "-drive", root, "-device", f"virtio-blk-pci,drive=root{boot_from_disk}",
             "-drive", seed, "-device", "virtio-blk-pci,drive=seed",
             "-netdev", forward, "-device", "virtio-net-pci,netdev=mgmt",
         ]
