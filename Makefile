@@ -5,13 +5,13 @@ OUT ?= out/$(STACK)
 PYTHON := .venv/bin/python
 PULUMI := scripts/pulumi.sh
 
-.PHONY: help setup engine image lab up preview destroy ssh-key bench test test-unit test-rendered test-engine test-e2e render config-docs clean
+.PHONY: help setup engine image lab up preview destroy ssh-key bench test test-unit test-rendered test-image test-engine test-e2e render config-docs clean
 
 help:
 	@echo "make lab                   from nothing: set-up, engine, base image, then 'pulumi up' of the QEMU lab stack"
 	@echo "make test                  set-up, base image, then every test (unit, rendered, engine, end-to-end lab)"
 	@echo "make setup                 system packages, Python venv (.venv) and the Pulumi engine (engine/build.sh)"
-	@echo "make image                 build the Debian base image for the QEMU lab (cached by its inputs)"
+	@echo "make image                 build the Debian base image: base.qcow2 (QEMU) and base.vdi (VirtualBox), cached by its inputs"
 	@echo "make preview STACK=dev     pulumi preview of a stack (local file backend in .state/)"
 	@echo "make up STACK=lab          pulumi up of a stack"
 	@echo "make destroy STACK=lab     pulumi destroy of a stack"
@@ -65,6 +65,9 @@ test-unit:
 
 test-rendered:
 	$(PYTHON) -m pytest -q tests/rendered
+
+test-image:
+	$(PYTHON) -m pytest -q tests/image
 
 test-engine:
 	$(PYTHON) -m pytest -q tests/engine

@@ -157,7 +157,7 @@ class VirtualBoxConfig(_Model):
 class QemuConfig(_Model):
     image_dir: Text() = F("~/.cache/hapx/images/current", "Where `make image` put the base image.")
     state_dir: Text() = F("~/.cache/hapx/lab", "VM disks, seeds, pid files and sockets, per stack.")
-    accel: Accel = F(Accel.AUTO, "`auto`: KVM if a test kernel boots under it within 20 s, TCG otherwise.")
+    accel: Accel = F(Accel.AUTO, "`auto`: KVM if the base image boots under it within 20 s, TCG otherwise.")
     ssh_port_base: Int(1024, 65000, "a TCP port") = F(2220, "Node *i* listens on `127.0.0.1:(sshPortBase + i)` for SSH.")
     lab_namespace: Netns = F("hapx-lab", "Network namespace of the cluster segment, the stand-in backends and the lab's clients.")
     lab_client_address: Optional[IPv4] = F(None, "The lab's own address on the cluster segment.", "last host of `clusterNetwork`")

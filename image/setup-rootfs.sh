@@ -3,11 +3,59 @@
 # hapx base image. Everything node-specific comes later from cloud-init.
 set -eu
 
-# Root file system: the whole virtual disk is one ext4 file system (no
-# partition table); QEMU boots the kernel directly with root=/dev/vda.
-cat > /etc/fstab <<'FSTAB'
-/dev/vda / ext4 defaults,errors=remount-ro 0 1
+# The root file system is found by its UUID (build.sh gives it to mkfs and
+# here), never by device name: the disk is /dev/vda on virtio (QEMU) and
+# /dev/sda on SATA/AHCI (VirtualBox).
+: "${HAPX_ROOT_UUID:?build.sh passes the root file system's UUID}"
+cat > /etc/fstab <<FSTAB
+UUID=$HAPX_ROOT_UUID / ext4 defaults,errors=remount-ro 0 1
 FSTAB
+
+# GRUB's configuration, read by both boot paths (BIOS: the core image in the
+# MBR gap; UEFI: EFI/BOOT/BOOTX64.EFI on the ESP), each of which finds this
+# file system by its UUID. No menu delay. GRUB and the kernel talk on the
+# first serial port as well as the screen; the kernel's last console
+# (ttyS0) is the one systemd and the login prompt use. /vmlinuz and
+# /initrd.img are the links the kernel package keeps to the newest kernel,
+# so a kernel upgrade inside a VM needs no GRUB run.
+mkdir -p /boot/grub
+cat > /boot/grub/grub.cfg <<GRUB
+# hapx base image (written by image/setup-rootfs.sh)
+set timeout=0
+set timeout_style=hidden
+if serial --unit=0 --speed=115200; then
+  terminal_input --append serial
+  terminal_output --append serial
+fi
+menuentry 'Debian GNU/Linux (hapx)' {
+  linux /vmlinuz root=UUID=$HAPX_ROOT_UUID ro console=tty0 console=ttyS0,115200n8
+  initrd /initrd.img
+}
+GRUB
+[ -e /vmlinuz ] && [ -e /initrd.img ] || { echo "hapx image: no /vmlinuz or /initrd.img link in the root" >&2; exit 1; }
+
+# The initramfs carries only what finds and mounts the root, not the whole
+# generic kernel's storage and network drivers ("most": 36 MB, which every
+# boot reads through the BIOS and unpacks; this list: about 7 MB). Disks:
+# virtio (QEMU); AHCI, PIIX IDE, virtio-scsi and NVMe (VirtualBox's
+# controllers); then ext4 and the checksum its metadata uses. Their
+# dependencies come along. gzip: the image has no zstd.
+cat > /etc/initramfs-tools/conf.d/hapx.conf <<'CONF'
+MODULES=list
+COMPRESS=gzip
+CONF
+cat > /etc/initramfs-tools/modules <<'LIST'
+virtio_pci
+virtio_blk
+virtio_scsi
+ahci
+ata_piix
+nvme
+sd_mod
+ext4
+crc32c_generic
+LIST
+update-initramfs -u -k all >/dev/null
 
 # cloud-init: the seed ISO is the only data source; skip probing for clouds.
 cat > /etc/cloud/cloud.cfg.d/90-hapx.cfg <<'CFG'
@@ -36,7 +84,7 @@ systemctl disable haproxy.service keepalived.service >/dev/null 2>&1 || true
 # No root password; the admin user from cloud-init logs in with its key.
 passwd -l root >/dev/null
 
-# A serial console that QEMU can log (console=ttyS0 on the kernel line).
+# A login prompt on the serial console (console=ttyS0 in grub.cfg).
 systemctl enable serial-getty@ttyS0.service 2>/dev/null || true
 
 # en_US.UTF-8, as the seed's user-data asks for.

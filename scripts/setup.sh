@@ -11,10 +11,14 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Real tools: haproxy -c, crmsh/cibadmin/crm_verify/crm_simulate, corosync -t,
 # cloud-init's schema checker, xorriso (reads ISOs back), iproute2 (netns).
-# The QEMU lab: qemu, qemu-img, debootstrap and mkfs.ext4 for `make image`.
+# The QEMU lab: qemu, qemu-img. `make image`: debootstrap, sfdisk (fdisk),
+# mkfs.ext4 (e2fsprogs), mkfs.fat (dosfstools) and mtools for the ESP, and
+# GRUB's BIOS and UEFI images (grub-pc-bin, grub-efi-amd64-bin: files only,
+# they never touch this host's own boot loader).
 # openssh-server: the command provider's tests run a throwaway sshd.
 PACKAGES=(haproxy pacemaker pacemaker-cli-utils crmsh corosync cloud-init xorriso iproute2 openssh-client python3-venv
-  qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-server)
+  qemu-system-x86 qemu-utils debootstrap e2fsprogs fdisk dosfstools mtools grub-pc-bin grub-efi-amd64-bin
+  openssh-server)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
