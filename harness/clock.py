@@ -19,7 +19,7 @@ from __future__ import annotations
 import select
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 # Reads lines, answers each with the guest's wall clock; ends with stdin.
@@ -60,7 +60,13 @@ class ClockOffset:
         return guest_time - self.offset_s
 
     def as_json(self) -> dict:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {
+            "offsetS": round(self.offset_s, 6),
+            "uncertaintyS": round(self.uncertainty_s, 6),
+            "roundTripS": round(self.round_trip_s, 6),
+            "samples": self.samples,
+            "measuredAt": round(self.measured_at, 6),
+        }
 
 
 def best_offset(samples: Sequence[ClockSample]) -> ClockOffset:

@@ -58,7 +58,9 @@ SHIFTED_GUEST = "import sys, time\nfor _ in sys.stdin:\n    print(f'{time.time()
 def test_a_guest_37_5_s_behind_is_measured_so():
     offset = measure_offset([sys.executable, "-c", SHIFTED_GUEST], samples=4)
     assert offset.offset_s == pytest.approx(-37.5, abs=offset.uncertainty_s + 0.001), offset
-    assert offset.as_json()["samples"] == 4
+    assert offset.as_json() == {"offsetS": round(offset.offset_s, 6), "uncertaintyS": round(offset.uncertainty_s, 6),
+                                "roundTripS": round(offset.round_trip_s, 6), "samples": 4,
+                                "measuredAt": round(offset.measured_at, 6)}  # fmt: skip
 
 
 def test_a_guest_that_never_answers_is_an_error_not_a_hang():
