@@ -57,9 +57,10 @@ from typing import Callable
 
 from bench import phases, results
 from bench.keepalived import convert_to_keepalived, pair_whole
+from components.config import QemuConfig
 from harness.clock import GUEST_CLOCK_LOOP, ClockOffset, combined_uncertainty, measure_offset
 from harness.lab import LabStack, haproxy_serving_check
-from harness.paths import REPO
+from harness.paths import REPO, stack_config
 from harness.probe import ProbeProcess
 from harness.wait import wait_for
 from harness.watch import HolderWatch
@@ -90,6 +91,7 @@ WATCH_AFTER_FAULT_S = 15.0
 CUT_S = 20  # how long link-cut keeps the link down
 AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
+QEMU_IMAGE_DIR = QemuConfig.model_fields["image_dir"].default  # the labs boot this unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ def armed_probe(lab: LabStack, record: dict, survivor: str | None = None) -> Pro
     try:
         if survivor is not None:
             record["clockBefore"] = clock_offset(lab, survivor)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        # The run is still measured; only its phases are lost.
+        record["phasesError"] = f"the survivor's clock before the fault: {error}"
     except BaseException:
         probe.close()
         raise
@@ -140,16 +145,24 @@ def armed_probe(lab: LabStack, record: dict, survivor: str | None = None) -> Pro
     return probe
 
 
-def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
-    """The failover's phases from the survivor's journal, on the host's clock,
-    from the fault; the clock offset measured again first (after the
-    probe), so drift shows in the uncertainty."""
-    survivor, before, fault_at = record["survivor"], record["clockBefore"], record["probe"]["faultAt"]
-    after = None
+def measure_clock_after(lab: LabStack, record: dict) -> None:
+    """The survivor's clock again, once the probe has ended: how far the
+    offset moved since the fault widens the phases' uncertainty."""
     try:
-        after = clock_offset(lab, survivor)
+        record["clockAfter"] = clock_offset(lab, record["survivor"])
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:
         record["clockError"] = str(error)
+
+
+def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
+    """The failover's phases from the survivor's journal, on the host's
+    clock, from the fault."""
+    if "clockBefore" not in record:
+        return
+    survivor, before, fault_at = record["survivor"], record["clockBefore"], record["probe"]["faultAt"]
+    if "clockAfter" not in record and "clockError" not in record:
+        measure_clock_after(lab, record)
+    after = record.get("clockAfter")
     uncertainty = combined_uncertainty(before, after)
     record["clock"] = {
         "node": survivor,
@@ -219,6 +232,7 @@ def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
         lab.set_link(holder, up=False)
         try:
             record["probe"] = probe.finish(PROBE_WAIT_S)
+            measure_clock_after(lab, record)
             time.sleep(max(0.0, cut_at + CUT_S - time.time()))
         finally:
             lab.set_link(holder, up=True)
@@ -381,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         "soakProbeIntervalMs": SOAK_PROBE_INTERVAL_MS, "probeLimitS": PROBE_LIMIT_S, "leadInS": LEAD_IN_S,
         "watchAfterFaultS": WATCH_AFTER_FAULT_S, "linkCutS": CUT_S,
     }  # fmt: skip
-    document = results.new_document(command, settings, REPO, time.time())
+    image_dir = os.environ.get("HAPX_IMAGE_DIR") or stack_config("lab")["hapx:qemu"].get("imageDir") or QEMU_IMAGE_DIR
+    document = results.new_document(command, settings, REPO, time.time(), image_dir)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 

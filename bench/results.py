@@ -5,7 +5,7 @@ The document (schemaVersion SCHEMA_VERSION; docs/benchmarks.md describes
 every field):
 
     {"schemaVersion", "command", "gitCommit", "gitDirty", "startedAt",
-     "endedAt", "machine": {...}, "settings": {...},
+     "endedAt", "machine": {...}, "image": {...}, "settings": {...},
      "profiles": {profile: {"overrides", "qemuAccel", "labUpS", "error",
                             "scenarios": {scenario: [run row, ...]}}}}
 
@@ -16,6 +16,7 @@ and whatever was measured before it failed, never left out.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -156,6 +157,18 @@ def qemu_accel(cmdline: bytes) -> str | None:
     return None
 
 
+def image_info(image_dir: str) -> dict:
+    """Which base image the labs boot: its directory (links resolved) and
+    what its image.json says."""
+    path = Path(os.path.expanduser(image_dir)).resolve()
+    info: dict = {"dir": str(path)}
+    try:
+        described = json.loads((path / "image.json").read_text())
+    except (OSError, ValueError):
+        return info | {"error": f"no readable image.json in {path}"}
+    return info | {k: described.get(k) for k in ("key", "kernel", "built")}
+
+
 def git_state(repo: Path) -> tuple[str | None, bool | None]:
     commit = _first_line(["git", "-C", str(repo), "rev-parse", "HEAD"])
     if commit is None:
@@ -164,7 +177,7 @@ def git_state(repo: Path) -> tuple[str | None, bool | None]:
     return commit, bool(status.stdout.strip())
 
 
-def new_document(command: list[str], settings: dict, repo: Path, started_at: float) -> dict:
+def new_document(command: list[str], settings: dict, repo: Path, started_at: float, image_dir: str) -> dict:
     commit, dirty = git_state(repo)
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -174,6 +187,7 @@ def new_document(command: list[str], settings: dict, repo: Path, started_at: flo
         "startedAt": utc(started_at),
         "endedAt": None,
         "machine": machine_info(),
+        "image": image_info(image_dir),
         "settings": settings,
         "profiles": {},
     }

@@ -4,7 +4,9 @@ driven by the real engine.
 
 Everything it starts it can find again from its state directory (pid files)
 and its namespace, so `force_cleanup` removes it even when `pulumi destroy`
-failed. Traffic goes only to 127.0.0.1 (SSH forwards) and into the lab's
+failed. HAPX_IMAGE_DIR, when set, names the base image directory to boot
+(default: hapx:qemu.imageDir, `make image`'s `current`, which the next
+`make image` of another clone may repoint). Traffic goes only to 127.0.0.1 (SSH forwards) and into the lab's
 own namespace (the VIP, stand-in backends).
 """
 
@@ -83,6 +85,8 @@ class LabStack:
             sshPortBase=free_port_base(len(config["hapx:nodes"]), port_start),
             stateDir=str(state_dir),
         )
+        if os.environ.get("HAPX_IMAGE_DIR"):
+            config["hapx:qemu"]["imageDir"] = os.path.expanduser(os.environ["HAPX_IMAGE_DIR"])
         lab = cls(workspace, stack, namespace, state_dir, config)
         workspace.init_stack(stack, config)
         return lab

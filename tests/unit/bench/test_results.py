@@ -40,8 +40,15 @@ def test_a_failed_run_keeps_its_error_and_what_it_measured():
     assert nothing["scenario"] == {}
 
 
-def test_the_document_names_machine_commit_command_and_times(tmp_path):
-    doc = results.new_document(["python", "-m", "bench.failover", "--runs", "1"], {"runs": 1}, REPO, 1_800_000_000.5)
+def test_the_document_names_machine_commit_command_image_and_times(tmp_path):
+    (tmp_path / "abc123").mkdir()
+    (tmp_path / "abc123" / "image.json").write_text('{"key": "abc123", "kernel": "6.1.0-50-cloud-amd64", "built": "2026-11-25T20:13:38Z"}')
+    (tmp_path / "current").symlink_to("abc123")
+    doc = results.new_document(["python", "-m", "bench.failover", "--runs", "1"], {"runs": 1}, REPO, 1_800_000_000.5,
+                               str(tmp_path / "current"))  # fmt: skip
+    assert doc["image"] == {"dir": str(tmp_path / "abc123"), "key": "abc123", "kernel": "6.1.0-50-cloud-amd64",
+                            "built": "2026-11-25T20:13:38Z"}  # fmt: skip
+    assert "error" in results.image_info(str(tmp_path / "missing"))
     assert doc["schemaVersion"] == results.SCHEMA_VERSION
     assert re.fullmatch(r"[0-9a-f]{40}", doc["gitCommit"]) and isinstance(doc["gitDirty"], bool)
     assert doc["startedAt"] == "2027-01-15T08:00:00.500Z" and doc["endedAt"] is None
