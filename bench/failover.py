@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.failover [--runs 3] [--profiles reference,hapx,keepalived]
         [--scenarios power-off,kill-haproxy,link-cut,backend-change,idle-soak]
         [--soak-s 600] [--hapx-overrides JSON] [--out .bench/failover.json]
+        [--keep-journals DIR]
 
 Profiles: `reference` is hapx with the reference design's settings (token
 3 s, monitors every 20 s, haproxy started on the survivor at failover and
@@ -30,12 +31,18 @@ from inside the lab's namespace (bounded in time) while it:
 - idle-soak:     nothing at all for --soak-s (600 s), a probe every 100 ms:
                  the VIP must not move and no request may fail.
 
-The probe (harness/probe.py) is armed before each fault and told the
-instant it happens. It prints, per profile and scenario, the unavailability
-window (from the fault to the first good reply after which 1 s of replies
-were all good) and the failed probes after the fault, each run and the
-median, then destroys the stack; failures before the fault are reported
-apart, never as the window. Figures depend on the machine: under TCG on 2
+The probe (harness/probe.py) is armed before each fault, runs 2 s before
+it and is told the instant it happens; once recovered it keeps probing
+until 15 s after the fault. After a power-off or a link cut the survivor's
+journal gives the failover's phases (bench/phases.py), on the host's clock
+through an offset measured over SSH just before the fault and again after
+(harness/clock.py). Every run, failed ones included, is a row of the JSON
+written to --out after each run (bench/results.py describes it) and of the
+printed summary: the unavailability window (from the fault to the first
+good reply after which 1 s of replies were all good), failures before the
+fault apart (never the window), failures after the fault and after the
+recovery, the phases; then medians. `python -m bench.plot` draws the
+pictures from the JSON. Figures depend on the machine: under TCG on 2
 cores, process start-up inside the guests dominates.
 """
 
@@ -178,6 +185,8 @@ def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
         # The measurement stands without its phases; the row says why.
         record["phasesError"] = str(error)
         return
+    if record.get("keepJournalAs"):
+        record["keepJournalAs"].write_text(journal)
     found = phases.find_phases(phases.parse_journal_json(journal), pair.kind, guest_fault)
     found["firstAnsweredS"] = record["probe"].get("firstAnsweredAfterOutageS")
     record["phases"] = found
@@ -308,7 +317,7 @@ def print_run(profile: str, scenario: str, row: dict) -> None:
 
 def bench_profile(
     name: str, section: dict, runs: int, scenarios: list[str], root: Path, soak_s: float, soak_profiles: list[str],
-    save: Callable[[], None],
+    save: Callable[[], None], journal_dir: Path | None = None,
 ) -> None:  # fmt: skip
     """Bring up the profile's lab, run its scenarios into `section`
     (save() after each run), tear it down."""
@@ -339,6 +348,8 @@ def bench_profile(
             for run in range(1, (1 if scenario == "idle-soak" else runs) + 1):
                 print(f"[bench] {name} {scenario} run {run} ...", flush=True)
                 record: dict = {}
+                if journal_dir is not None:
+                    record["keepJournalAs"] = journal_dir / f"{name}-{scenario}-{run}.json"
                 error = None
                 try:
                     if scenario == "idle-soak":
@@ -376,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-s", type=float, default=600, help="length of the idle-soak scenario (bounded to 3600)")
     parser.add_argument("--soak-profiles", default="hapx", help="profiles that run the idle soak (it is long)")
     parser.add_argument("--out", default=str(REPO / ".bench" / "failover.json"), help="where the raw results go (JSON)")
+    parser.add_argument("--keep-journals", type=Path, default=None, metavar="DIR",
+                        help="also write the survivor's journal lines each run's phases came from into DIR")  # fmt: skip
     args = parser.parse_args(argv)
     profiles = [p for p in args.profiles.split(",") if p]
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -399,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     document = results.new_document(command, settings, REPO, time.time(), image_dir)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.keep_journals:
+        args.keep_journals.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
         # After every run: a later failure loses nothing.
@@ -409,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             section = results.new_profile({**PROFILES[profile], **(overrides if profile == "hapx" else {})})
             document["profiles"][profile] = section
             try:
-                bench_profile(profile, section, args.runs, scenarios, Path(tmp), args.soak_s, settings["soakProfiles"], save)
+                bench_profile(profile, section, args.runs, scenarios, Path(tmp), args.soak_s, settings["soakProfiles"], save,
+                              args.keep_journals)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - the next profile still runs; the error is in the results
                 section["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"[bench] {profile}: FAILED: {section['error']}", flush=True)

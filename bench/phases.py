@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 # The journal is read from this long before the fault (a line there is not
 # a phase, but shows the clock and the read are right).
 BEFORE_FAULT_S = 5.0
-# Whose lines are read: the cluster's daemons and the VIP agents.
+# Whose lines are read: the cluster's daemons and the VIP agents. IPaddr2
+# logs through `logger` as "IPaddr2(<resource>)". haproxy is left out: it
+# logs every request.
 IDENTIFIERS = (
-    "corosync", "pacemaker-controld", "pacemaker-schedulerd", "pacemaker-fenced", "pacemaker-execd",
-    "pacemaker-attrd", "pacemakerd", "Keepalived_vrrp", "Keepalived",
+    "corosync", "pacemaker-controld", "pacemaker-schedulerd", "pacemaker-fenced", "pacemaker-based",
+    "pacemaker-attrd", "pacemakerd", f"IPaddr2({VIP_ID})", "Keepalived_vrrp", "Keepalived",
 )  # fmt: skip
-# The journal read is bounded: a failover writes a few hundred lines.
+# The journal read is bounded: a failover writes a few dozen of these lines.
 MAX_LINES = 5000
 
 
@@ -54,28 +56,34 @@ class Phase:
     message: str  # regex searched in MESSAGE
 
 
-# Per pair kind, in the order a failover goes through them.
+_VIP = re.escape(VIP_ID)
+# Per pair kind, in the order a failover goes through them. A phase that
+# does not happen in a run (no election when the survivor already was the
+# DC) has no line, and stays None.
 PATTERNS: dict[str, tuple[Phase, ...]] = {
     "pacemaker": (
+        # knet sees the link go (its pings stop), or the token is late.
         Phase("lossNoticedS", "loss noticed", r"^corosync$",
-              r"Token has not been received|A processor failed, forming new configuration|link: \d+ is down"),
-        Phase("membershipS", "new membership", r"^corosync$", r"A new membership \(.*\) was formed"),
+              r"\[KNET *\] link: host: \d+ link: \d+ is down|\[TOTEM *\] Token has not been received"),
+        Phase("tokenLostS", "token lost", r"^corosync$", r"\[TOTEM *\] A processor failed, forming new configuration"),
+        Phase("membershipS", "new membership", r"^corosync$", r"\[TOTEM *\] A new membership \(\S+\) was formed"),
+        Phase("nodeLostS", "Pacemaker: node lost", r"^pacemaker-controld$", r"Node \S+ state is now lost"),
+        # Only when the node that died was the DC.
         Phase("electionS", "election", r"^pacemaker-controld$", r"State transition \S+ -> S_ELECTION"),
         Phase("dcS", "DC (integration)", r"^pacemaker-controld$", r"State transition \S+ -> S_INTEGRATION"),
+        Phase("schedulerStartS", "scheduler start", r"^pacemaker-controld$", r"State transition \S+ -> S_POLICY_ENGINE"),
         Phase("scheduledS", "transition computed", r"^pacemaker-schedulerd$", r"Calculated transition \d+"),
-        Phase("fencingStartS", "fencing start", r"^pacemaker-(fenced|controld)$",
-              r"Requesting fencing \(\w+\)|Requesting peer fencing|wants to fence"),
-        Phase("fencingEndS", "fencing done", r"^pacemaker-(fenced|controld)$",
-              r"Operation '\w+' targeting \S+ (on|by) \S+ for .*: OK|Operation '\w+' .*succeeded|was terminated \(\w+\) by \S+ .*: OK"),
-        Phase("vipStartS", "VIP start", r"^pacemaker-controld$",
-              rf"Initiating start operation {re.escape(VIP_ID)}_start_0"),
-        Phase("vipStartedS", "VIP started", r"^pacemaker-controld$",
-              rf"Result of start operation for {re.escape(VIP_ID)} on \S+: (ok|OK)"),
+        Phase("fencingStartS", "fencing start", r"^pacemaker-controld$", r"Requesting fencing \(\w+\) of node"),
+        Phase("fencingEndS", "fencing done", r"^pacemaker-fenced$", r"Operation '\w+' targeting \S+ by \S+ for \S+: OK"),
+        Phase("vipStartS", "VIP start", r"^pacemaker-controld$", rf"Initiating start operation {_VIP}_start_0"),
+        Phase("vipAddressS", "VIP address added", rf"^IPaddr2\({_VIP}\)$", r"Adding inet address"),
+        Phase("vipStartedS", "VIP started", r"^pacemaker-controld$", rf"Result of start operation for {_VIP} on \S+: ok"),
     ),
+    # keepalived 2.2 at its default log level prints the state change only
+    # (not the missed adverts, nor the gratuitous ARPs); it adds the VIP
+    # as it enters MASTER.
     "keepalived": (
-        Phase("lossNoticedS", "loss noticed", r"^Keepalived_vrrp$", r"Receive advertisement timeout"),
-        Phase("masterS", "MASTER state", r"^Keepalived_vrrp$", r"Entering MASTER STATE"),
-        Phase("garpS", "gratuitous ARP", r"^Keepalived_vrrp$", r"Sending gratuitous ARP"),
+        Phase("masterS", "VRRP MASTER", r"^Keepalived_vrrp$", r"\(\S+\) Entering MASTER STATE"),
     ),
 }  # fmt: skip
 # Every phase a run row may carry, in a sensible column order, with its heading.
@@ -87,8 +95,10 @@ PHASE_LABELS: dict[str, str] = {
 
 def parse_journal_json(text: str) -> list[JournalLine]:
     """`journalctl -o json` output (one object a line) as JournalLines,
-    in the journal's order. MESSAGE may be an array of bytes (journald
-    does that for non-UTF-8 text)."""
+    in the journal's order. The time is _SOURCE_REALTIME_TIMESTAMP (when
+    the sender logged it) where present: __REALTIME_TIMESTAMP is when
+    journald got round to it, up to 130 ms later on a busy guest. MESSAGE
+    may be an array of bytes (journald does that for non-UTF-8 text)."""
     lines = []
     for raw in text.splitlines():
         raw = raw.strip()
@@ -101,7 +111,8 @@ def parse_journal_json(text: str) -> list[JournalLine]:
         if message is None or "__REALTIME_TIMESTAMP" not in entry:
             continue
         identifier = entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM") or ""
-        lines.append(JournalLine(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, identifier, message))
+        stamp = entry.get("_SOURCE_REALTIME_TIMESTAMP") or entry["__REALTIME_TIMESTAMP"]
+        lines.append(JournalLine(int(stamp) / 1e6, identifier, message))
     return lines
 
 
@@ -126,7 +137,7 @@ def journal_command(since: float, until: float) -> str:
     """journalctl for the cluster's lines between two guest times."""
     matches = " + ".join(f"SYSLOG_IDENTIFIER={shlex.quote(i)}" for i in IDENTIFIERS)
     return (
-        f"sudo journalctl --no-pager -o json --output-fields=MESSAGE,SYSLOG_IDENTIFIER "
+        f"sudo journalctl --no-pager -o json --output-fields=MESSAGE,SYSLOG_IDENTIFIER,_SOURCE_REALTIME_TIMESTAMP "
         f"--since=@{since:.6f} --until=@{until:.6f} {matches} | head -n {MAX_LINES}"
     )
 
