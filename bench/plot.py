@@ -7,8 +7,8 @@ One PNG per scenario (failover-<scenario>.png), WIDTH_PX x HEIGHT_PX:
 - top: one row per run, grouped by profile: each stretch of answered
   requests green, of failed requests red, nothing drawn where the probe was
   not running; the fault at x = 0; markers where the survivor's journal
-  shows a phase (membership, fencing done, VIP started) and where the probe
-  was first answered again. A failed run is a row too, labelled "failed".
+  shows a phase (membership, fencing done, VIP address added, VIP started,
+  VRRP master) and where the probe was first answered again. A failed run is a row too, labelled "failed".
 - bottom: per profile, the share of its runs whose requests in each
   BIN_S-long slot were all answered (runs with no request in a slot do not
   count there): one line per profile, where each run's recovery shows as a
@@ -39,6 +39,7 @@ PROFILE_COLOURS = {"reference": "#7f7f7f", "hapx": "#1f77b4", "keepalived": "#ff
 PHASE_MARKERS = (
     ("membershipS", "^", "new membership"),
     ("fencingEndS", "s", "fencing done"),
+    ("vipAddressS", "v", "VIP address added (IPaddr2)"),
     ("vipStartedS", "o", "VIP started (Pacemaker)"),
     ("masterS", "D", "VRRP master (keepalived)"),
     ("firstAnsweredS", "|", "first answered (probe)"),
