@@ -142,14 +142,16 @@ def draw_scenario(document: dict, scenario: str, path: Path) -> Path:
         for key, m, label in PHASE_MARKERS
         if key in used
     ]
-    raster.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(legend), fontsize=8, frameon=False)
+    # Above the rows, at most four to a line, so it never runs off the figure.
+    raster.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(4, len(legend)), fontsize=8,
+                  frameon=False)  # fmt: skip
     for profile in document["profiles"]:
         profile_rows = [row for p, row in rows if p == profile and row.get("timeline")]
         if not profile_rows:
             continue
         centres, shares = served_share(profile_rows, x_from, x_to)
         share.step(centres, shares, where="mid", linewidth=2, color=PROFILE_COLOURS.get(profile),
-                   label=f"{profile} ({len(profile_rows)} runs)")  # fmt: skip
+                   label=f"{profile} ({len(profile_rows)} run{'s' if len(profile_rows) != 1 else ''})")  # fmt: skip
     share.axvline(0, color="black", linewidth=1)
     share.set_ylim(-0.05, 1.05)
     share.set_ylabel("runs served", fontsize=9)

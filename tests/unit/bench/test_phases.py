@@ -1,6 +1,7 @@
 """The failover's phases from the survivor's journal (bench/phases.py),
-parsed from lines a lab run really printed (tests/fixtures/journal/: a
-power-off of the VIP holder, hapx's defaults and the keepalived pair, TCG),
+parsed from lines lab runs really printed (tests/fixtures/journal/: a
+power-off of the VIP holder, hapx's defaults with and without the DC dying,
+and the keepalived pair, TCG),
 and the benchmark's conversion from the guest's clock to seconds from the
 fault (bench/failover.py: read_phases)."""
 
@@ -66,6 +67,20 @@ def test_hapx_power_off_phases_from_real_lines():
     # The phases come in the order of a failover, and before the probe's first answer.
     times = [t for t in found.values() if t is not None]
     assert times == sorted(times) and times[-1] < meta["probe"]["firstAnsweredAfterOutageS"]
+
+
+def test_hapx_power_off_of_the_dc_shows_the_election():
+    """The node that died was the DC: the survivor elects itself and
+    integrates before it schedules; Pacemaker then logs no S_POLICY_ENGINE
+    line at notice level, so that phase is not found (None), not guessed."""
+    text, meta = fixture("pacemaker-power-off-dc-lost")
+    found = phases.find_phases(phases.parse_journal_json(text), "pacemaker", guest_fault(meta))
+    assert found["electionS"] == 2.435  # State transition S_NOT_DC -> S_ELECTION
+    assert found["dcS"] == 2.604  # State transition S_ELECTION -> S_INTEGRATION
+    assert found["schedulerStartS"] is None
+    assert found["vipAddressS"] == 6.73 and found["vipStartedS"] == 7.771
+    # The same as the bench found in that run (its row is in the meta file).
+    assert found == {k: v for k, v in meta["phases"].items() if k != "firstAnsweredS"}
 
 
 def test_keepalived_power_off_phases_from_real_lines():
