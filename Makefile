@@ -16,7 +16,7 @@ help:
 	@echo "make up STACK=lab          pulumi up of a stack"
 	@echo "make destroy STACK=lab     pulumi destroy of a stack"
 	@echo "make ssh-key STACK=lab     write the stack's admin key and the nodes' host keys to ~/.ssh/hapx-STACK{,.known_hosts}"
-	@echo "make bench [BENCH_ARGS=...] failover benchmark on the lab (see bench/failover.py; prints figures)"
+	@echo "make bench [BENCH_ARGS=...] [BENCH_OUT=.bench/failover.json]  failover benchmark on the lab: prints every run, writes the JSON and a PNG per scenario beside it"
 	@echo "make render STACK=dev OUT=dir   write every generated file for a stack, creating nothing"
 	@echo "make config-docs           rewrite docs/configuration.md's key tables from the config models"
 	@echo "make clean                 remove render output and caches in the work tree"
@@ -53,8 +53,11 @@ ssh-key:
 	@echo "wrote ~/.ssh/hapx-$(STACK) and ~/.ssh/hapx-$(STACK).known_hosts (the nodes' pinned host keys)"
 
 BENCH_ARGS ?= --runs 5
+# To publish a run: BENCH_OUT=docs/bench/failover.json (the pictures land beside it).
+BENCH_OUT ?= .bench/failover.json
 bench: image
-	$(PYTHON) -m bench.failover $(BENCH_ARGS)
+	$(PYTHON) -m bench.failover $(BENCH_ARGS) --out $(BENCH_OUT)
+	$(PYTHON) -m bench.plot $(BENCH_OUT) --out $(dir $(BENCH_OUT))
 
 # -v and unbuffered: a long run (the e2e tests boot VMs) shows each test as it ends.
 test: image

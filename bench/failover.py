@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.failover [--runs 3] [--profiles reference,hapx,keepalived]
         [--scenarios power-off,kill-haproxy,link-cut,backend-change,idle-soak]
         [--soak-s 600] [--hapx-overrides JSON] [--out .bench/failover.json]
+        [--keep-journals DIR]
 
 Profiles: `reference` is hapx with the reference design's settings (token
 3 s, monitors every 20 s, haproxy started on the survivor at failover and
@@ -30,12 +31,18 @@ from inside the lab's namespace (bounded in time) while it:
 - idle-soak:     nothing at all for --soak-s (600 s), a probe every 100 ms:
                  the VIP must not move and no request may fail.
 
-The probe (harness/probe.py) is armed before each fault and told the
-instant it happens. It prints, per profile and scenario, the unavailability
-window (from the fault to the first good reply after which 1 s of replies
-were all good) and the failed probes after the fault, each run and the
-median, then destroys the stack; failures before the fault are reported
-apart, never as the window. Figures depend on the machine: under TCG on 2
+The probe (harness/probe.py) is armed before each fault, runs 2 s before
+it and is told the instant it happens; once recovered it keeps probing
+until 15 s after the fault. After a power-off or a link cut the survivor's
+journal gives the failover's phases (bench/phases.py), on the host's clock
+through an offset measured over SSH just before the fault and again after
+(harness/clock.py). Every run, failed ones included, is a row of the JSON
+written to --out after each run (bench/results.py describes it) and of the
+printed summary: the unavailability window (from the fault to the first
+good reply after which 1 s of replies were all good), failures before the
+fault apart (never the window), failures after the fault and after the
+recovery, the phases; then medians. `python -m bench.plot` draws the
+pictures from the JSON. Figures depend on the machine: under TCG on 2
 cores, process start-up inside the guests dominates.
 """
 
@@ -47,16 +54,21 @@ import json
 import os
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from bench import phases, results
 from bench.keepalived import convert_to_keepalived, pair_whole
+from components.config import QemuConfig
+from harness.clock import GUEST_CLOCK_LOOP, ClockOffset, combined_uncertainty, measure_offset
 from harness.lab import LabStack, haproxy_serving_check
-from harness.paths import REPO
+from harness.paths import REPO, stack_config
+from harness.probe import ProbeProcess
 from harness.wait import wait_for
 from harness.watch import HolderWatch
 from harness.workspace import PulumiWorkspace
@@ -74,13 +86,28 @@ PROFILES = {
     "keepalived": {"hapx:fencing": {"enabled": False}},
 }
 SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "backend-change", "idle-soak")
-# Scenarios whose figure is the window after a fault; the others count failed requests.
-WINDOWED = ("power-off", "kill-haproxy", "link-cut")
+PROBE_INTERVAL_MS = 20
+PROBE_TIMEOUT_MS = 300
 PROBE_LIMIT_S = 120  # no scenario but the soak may keep a client loop running longer
 PROBE_WAIT_S = PROBE_LIMIT_S + 60  # and how long the bench waits for its report
+# The probe runs this long before the fault (the picture's left edge) and,
+# once recovered, until this long after it: failures after a recovery are
+# seen, and every run covers the picture's right edge.
+LEAD_IN_S = 2.0
+WATCH_AFTER_FAULT_S = 15.0
 CUT_S = 20  # how long link-cut keeps the link down
 AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
+QEMU_IMAGE_DIR = QemuConfig.model_fields["image_dir"].default  # the labs boot this unless told otherwise
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What runs the pair in a profile: Pacemaker, or keepalived after
+    convert_to_keepalived; `whole` says the pair is back to normal."""
+
+    kind: str  # a key of phases.PATTERNS
+    whole: Callable[[LabStack], bool]
 
 
 def pacemaker_whole(lab: LabStack) -> bool:
@@ -91,6 +118,10 @@ def pacemaker_whole(lab: LabStack) -> bool:
     return len(lab.vip_holders()) == 1
 
 
+PACEMAKER = Pair("pacemaker", pacemaker_whole)
+KEEPALIVED = Pair("keepalived", pair_whole)
+
+
 def restart_vm(lab: LabStack, node: str) -> None:
     """Start a powered-off node again with the driver's own (idempotent) create script."""
     export = lab.workspace.export(lab.stack)
@@ -98,79 +129,152 @@ def restart_vm(lab: LabStack, node: str) -> None:
     subprocess.run(["/bin/sh", "-c", vm["inputs"]["create"]], cwd=REPO, check=True, capture_output=True, timeout=120)
 
 
-def power_off(lab: LabStack, whole) -> dict:
+def clock_offset(lab: LabStack, node: str) -> ClockOffset:
+    return measure_offset(lab.ssh_command(node, GUEST_CLOCK_LOOP))
+
+
+def armed_probe(lab: LabStack, record: dict, survivor: str | None = None) -> ProbeProcess:
+    """A probe that stops once recovered (and WATCH_AFTER_FAULT_S after the
+    fault), armed; the survivor's clock measured meanwhile; returned once it
+    has run LEAD_IN_S, so the fault can be marked."""
+    probe = lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True, min_after_fault_s=WATCH_AFTER_FAULT_S)
+    armed_at = time.monotonic()
+    try:
+        if survivor is not None:
+            record["clockBefore"] = clock_offset(lab, survivor)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        # The run is still measured; only its phases are lost.
+        record["phasesError"] = f"the survivor's clock before the fault: {error}"
+    except BaseException:
+        probe.close()
+        raise
+    time.sleep(max(0.0, armed_at + LEAD_IN_S - time.monotonic()))
+    return probe
+
+
+def measure_clock_after(lab: LabStack, record: dict) -> None:
+    """The survivor's clock again, once the probe has ended: how far the
+    offset moved since the fault widens the phases' uncertainty."""
+    try:
+        record["clockAfter"] = clock_offset(lab, record["survivor"])
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        record["clockError"] = str(error)
+
+
+def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
+    """The failover's phases from the survivor's journal, on the host's
+    clock, from the fault."""
+    if "clockBefore" not in record:
+        return
+    survivor, before, fault_at = record["survivor"], record["clockBefore"], record["probe"]["faultAt"]
+    if "clockAfter" not in record and "clockError" not in record:
+        measure_clock_after(lab, record)
+    after = record.get("clockAfter")
+    uncertainty = combined_uncertainty(before, after)
+    record["clock"] = {
+        "node": survivor,
+        "before": before.as_json(),
+        "after": after.as_json() if after else None,
+        "uncertaintyS": round(uncertainty, 4),
+        "error": record.get("clockError"),
+    }
+    guest_fault = fault_at + before.offset_s
+    try:
+        journal = phases.fetch_journal(lab, survivor, guest_fault - phases.BEFORE_FAULT_S, guest_fault + PROBE_LIMIT_S)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        # The measurement stands without its phases; the row says why.
+        record["phasesError"] = str(error)
+        return
+    if record.get("keepJournalAs"):
+        record["keepJournalAs"].write_text(journal)
+    found = phases.find_phases(phases.parse_journal_json(journal), pair.kind, guest_fault)
+    found["firstAnsweredS"] = record["probe"].get("firstAnsweredAfterOutageS")
+    record["phases"] = found
+    record["phasesUncertaintyS"] = round(uncertainty, 4)
+
+
+def power_off(lab: LabStack, pair: Pair, record: dict) -> None:
     (holder,) = lab.vip_holders()
+    (survivor,) = [n for n in lab.nodes if n != holder]
+    record.update(faultNode=holder, survivor=survivor)
     pid = lab.vm_pid(holder)
-    with lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True) as probe:
+    with armed_probe(lab, record, survivor) as probe:
         probe.fault()
         os.kill(pid, signal.SIGKILL)
-        result = probe.finish(PROBE_WAIT_S)
-    restart_vm(lab, holder)
-    if not wait_for(lambda: whole(lab), 600, interval_s=5):
+        record["probe"] = probe.finish(PROBE_WAIT_S)
+    try:
+        read_phases(lab, pair, record)
+    finally:
+        restart_vm(lab, holder)
+    if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
         raise RuntimeError(f"{holder} did not rejoin within 600 s")
-    return result
 
 
-def kill_haproxy(lab: LabStack, whole) -> dict:
+def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
     (holder,) = lab.vip_holders()
-    with lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True) as probe:
+    record.update(faultNode=holder)
+    with armed_probe(lab, record) as probe:
         lab.kill_haproxy(holder, mark=probe.fault)
-        result = probe.finish(PROBE_WAIT_S)
+        record["probe"] = probe.finish(PROBE_WAIT_S)
     # Back to a whole pair for the next run: Pacemaker forgets the failure,
     # keepalived's pair needs haproxy started again if systemd did not.
-    if whole is pacemaker_whole:
+    if pair is PACEMAKER:
         lab.ssh(holder, "sudo crm resource cleanup hapx-haproxy >/dev/null 2>&1")
     else:
         serving = haproxy_serving_check(lab.config["hapx:haproxy"]["statsPort"])
         lab.ssh(holder, f"{serving} || sudo systemctl start haproxy")
-    if not wait_for(lambda: whole(lab), 300, interval_s=5):
+    if not wait_for(lambda: pair.whole(lab), 300, interval_s=5):
         raise RuntimeError("haproxy did not come back")
-    return result
 
 
-def link_cut(lab: LabStack, whole) -> dict:
+def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
     """Cut the VIP holder's cluster link for CUT_S, then restore it. Both nodes
     stay up; what matters is who holds the VIP meanwhile and after."""
     (holder,) = lab.vip_holders()
+    (survivor,) = [n for n in lab.nodes if n != holder]
+    record.update(faultNode=holder, survivor=survivor)
     boot_before = lab.boot_id(holder)
     # Every 2 s: each sample is an SSH login on both guests, which costs
     # them CPU under TCG; a split brain lasts the whole cut, so 2 s sees it.
-    with HolderWatch(lab, interval_s=2) as watch, lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=True) as probe:
+    with HolderWatch(lab, interval_s=2) as watch, armed_probe(lab, record, survivor) as probe:
         cut_at = probe.fault()
         lab.set_link(holder, up=False)
         try:
-            result = probe.finish(PROBE_WAIT_S)
+            record["probe"] = probe.finish(PROBE_WAIT_S)
+            measure_clock_after(lab, record)
             time.sleep(max(0.0, cut_at + CUT_S - time.time()))
         finally:
             lab.set_link(holder, up=True)
         # Two holders that could not see each other meet again now.
         time.sleep(AFTER_RESTORE_S)
-    result["maxVipHolders"] = watch.max_holders
-    result["dualHolderS"] = watch.dual_seconds()
-    if not wait_for(lambda: whole(lab), 600, interval_s=5):
+    record["maxVipHolders"] = watch.max_holders
+    record["dualHolderS"] = watch.dual_seconds()
+    # The survivor's journal is read once the pair is whole, so reading it
+    # takes nothing from the failover.
+    if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
         raise RuntimeError(f"{holder} did not rejoin within 600 s after the link came back")
-    result["cutNodeRebooted"] = lab.boot_id(holder) != boot_before
-    return result
+    record["cutNodeRebooted"] = lab.boot_id(holder) != boot_before
+    read_phases(lab, pair, record)
 
 
-def idle_soak(lab: LabStack, whole, duration_s: float) -> dict:
+def idle_soak(lab: LabStack, pair: Pair, record: dict, duration_s: float) -> None:
     """Nothing happens for duration_s: the VIP must not move, nothing may fail."""
-    fenced_before = lab.ssh(lab.nodes[0], "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true").stdout.strip()
+    fenced = "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true"
+    fenced_before = lab.ssh(lab.nodes[0], fenced).stdout.strip()
     with HolderWatch(lab, interval_s=10) as watch:
         with lab.start_probe(duration_s, stop_after_recovery=False, interval_ms=SOAK_PROBE_INTERVAL_MS) as probe:
-            result = probe.finish(timeout_s=duration_s + 120)
+            record["probe"] = probe.finish(timeout_s=duration_s + 120)
     holders = [h for _, h in watch.samples]
-    result["vipMoves"] = sum(1 for a, b in zip(holders, holders[1:]) if a != b)
-    result["maxVipHolders"] = watch.max_holders
-    result["holderSamples"] = len(holders)
-    if whole is pacemaker_whole:
-        fenced_after = lab.ssh(lab.nodes[0], "sudo stonith_admin --history='*' 2>/dev/null | grep -c . || true").stdout.strip()
-        result["fencingHistoryLines"] = [fenced_before, fenced_after]
-        result["failCounts"] = lab.ssh(lab.nodes[0], "sudo crm_mon -1 --failcounts 2>/dev/null | sed -n '/Migration Summary/,$p'").stdout.strip()
-    return result
+    record["vipMoves"] = sum(1 for a, b in zip(holders, holders[1:]) if a != b)
+    record["maxVipHolders"] = watch.max_holders
+    record["holderSamples"] = len(holders)
+    if pair is PACEMAKER:
+        fenced_after = lab.ssh(lab.nodes[0], fenced).stdout.strip()
+        record["fencingHistoryLines"] = [fenced_before, fenced_after]
+        record["failCounts"] = lab.ssh(lab.nodes[0], "sudo crm_mon -1 --failcounts 2>/dev/null | sed -n '/Migration Summary/,$p'").stdout.strip()
 
 
-def backend_change(lab: LabStack, whole) -> dict:
+def backend_change(lab: LabStack, pair: Pair, record: dict) -> None:
     """Replace the third backend (kube-mast03 <-> kube-mast04) through
     `pulumi up` while a client keeps using the VIP: haproxy reloads on both
     nodes, the lab's stand-ins follow."""
@@ -183,13 +287,13 @@ def backend_change(lab: LabStack, whole) -> dict:
         backends[2] = {"name": "kube-mast03", "address": "192.168.4.13", "port": third["port"]}
     lab.set_config(config)
     with lab.start_probe(PROBE_LIMIT_S, stop_after_recovery=False) as probe:
+        time.sleep(LEAD_IN_S)
         # The "fault" is the whole `up`: what fails from its start on counts.
         probe.fault()
         lab.up()
         time.sleep(2)  # the reloads' old workers finish
-        result = probe.stop()
-    result["backendNow"] = backends[2]["name"]
-    return result
+        record["probe"] = probe.stop()
+    record["backendNow"] = backends[2]["name"]
 
 
 RUNNERS = {
@@ -201,99 +305,77 @@ RUNNERS = {
 }
 
 
+def print_run(profile: str, scenario: str, row: dict) -> None:
+    keys = ("firstFailureAfterFaultS", "failuresBeforeFault", "failuresAfterRecovery", "vipMovedS", "unavailableAtLeastS")
+    extras = {k: row[k] for k in keys if row.get(k) is not None} | row["scenario"]
+    if row["phases"]:
+        extras["phases"] = {k: v for k, v in row["phases"].items() if v is not None}
+    status = "FAILED: " + row["error"] if row["error"] else "ok"
+    print(f"[bench] {profile} {scenario} run {row['run']} {status}: unavailable {row['unavailableS']} s, "
+          f"{results.failed_requests(row)} failed of {row['probes']} {extras}", flush=True)  # fmt: skip
+
+
 def bench_profile(
-    name: str, runs: int, scenarios: list[str], root: Path, overrides: dict, soak_s: float, soak_profiles: list[str]
-) -> dict:
+    name: str, section: dict, runs: int, scenarios: list[str], root: Path, soak_s: float, soak_profiles: list[str],
+    save: Callable[[], None], journal_dir: Path | None = None,
+) -> None:  # fmt: skip
+    """Bring up the profile's lab, run its scenarios into `section`
+    (save() after each run), tear it down."""
     workspace = PulumiWorkspace(root / name / "pulumi")
     lab = LabStack.create(workspace, f"bench{name[:3]}", root / name / "lab", port_start=24400)
     config = copy.deepcopy(lab.config)
-    for key, value in {**PROFILES[name], **(overrides if name == "hapx" else {})}.items():
+    for key, value in section["overrides"].items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     lab.set_config(config)
-    whole = pacemaker_whole
-    results: dict[str, list[dict]] = {}
+    pair = PACEMAKER
     try:
         started = time.monotonic()
         lab.up()
-        print(f"[bench] {name}: lab up in {time.monotonic() - started:.0f} s", flush=True)
+        section["labUpS"] = round(time.monotonic() - started, 1)
+        print(f"[bench] {name}: lab up in {section['labUpS']:.0f} s", flush=True)
+        section["qemuAccel"] = lab_accel(lab)
         wait_for(lambda: pacemaker_whole(lab), 300, interval_s=5)
         if name == "keepalived":
             convert_to_keepalived(lab)
-            whole = pair_whole
+            pair = KEEPALIVED
             if not wait_for(lambda: pair_whole(lab), 120, interval_s=2):
                 raise RuntimeError("the keepalived pair did not settle")
         for scenario in scenarios:
             # The soak is one long run; the others repeat.
             if scenario == "idle-soak" and name not in soak_profiles:
                 continue
+            rows = section["scenarios"].setdefault(scenario, [])
             for run in range(1, (1 if scenario == "idle-soak" else runs) + 1):
                 print(f"[bench] {name} {scenario} run {run} ...", flush=True)
+                record: dict = {}
+                if journal_dir is not None:
+                    record["keepJournalAs"] = journal_dir / f"{name}-{scenario}-{run}.json"
+                error = None
                 try:
                     if scenario == "idle-soak":
-                        result = idle_soak(lab, whole, soak_s)
+                        idle_soak(lab, pair, record, soak_s)
                     else:
-                        result = RUNNERS[scenario](lab, whole)
-                except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
-                    # Recorded, not hidden: the table shows the error count.
-                    print(f"[bench] {name} {scenario} run {run} FAILED: {error}", flush=True)
-                    results.setdefault(scenario, []).append({"error": str(error)})
-                    if not wait_for(lambda: whole(lab), 600, interval_s=10):
-                        raise RuntimeError(f"{name}: the lab did not recover after a failed run") from error
-                    continue
-                results.setdefault(scenario, []).append(result)
-                keys = ("vipMovedS", "failuresBeforeFault", "unavailableAtLeastS", "failuresAfterRecovery",
-                        "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves")  # fmt: skip
-                extras = {k: result[k] for k in keys if result.get(k) is not None}
-                print(f"[bench] {name} {scenario} run {run}: unavailable {result.get('unavailableS')} s, "
-                      f"{failed_requests(result)} failed of {result.get('probes')} {extras}", flush=True)  # fmt: skip
+                        RUNNERS[scenario](lab, pair, record)
+                except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
+                    error = f"{type(exc).__name__}: {exc}"
+                rows.append(results.run_row(run, record, error))
+                print_run(name, scenario, rows[-1])
+                save()
+                if error and not wait_for(lambda: pair.whole(lab), 600, interval_s=10):
+                    raise RuntimeError(f"{name}: the lab did not recover after a failed run")
     finally:
         lab.teardown()
-    return results
 
 
-def failed_requests(result: dict) -> int | None:
-    """Failed requests a run counts: after the fault, or all of them when
-    there was no fault (the soak)."""
-    return result.get("failuresAfterFault") if result.get("faultMarked") else result.get("failures")
-
-
-def median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 2) if values else None
-
-
-def summarize(all_results: dict) -> str:
-    """One row per scenario and profile: medians, and the worst case where it matters."""
-    lines = [
-        "| scenario | profile | runs | unavailable s (median) | failed probes after the fault (median) | other node serves after s (median) | most VIP holders at once | s with two holders (max) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    scenarios = sorted({s for r in all_results.values() for s in r}, key=SCENARIOS.index)
-    for scenario in scenarios:
-        for profile, results in all_results.items():
-            rows = [r for r in results.get(scenario, []) if "error" not in r]
-            errors = len(results.get(scenario, [])) - len(rows)
-            if errors:
-                lines.append(f"| {scenario} | {profile} | {errors} failed run(s) | | | | | |")
-            if not rows:
-                continue
-            unrecovered = sum(1 for r in rows if r.get("faultMarked") and not r.get("recoveryConfirmed"))
-            if scenario in WINDOWED:
-                window = median([r.get("unavailableS") for r in rows])
-                if unrecovered:
-                    window = f"{window} ({unrecovered} run(s) not recovered)"
-            else:
-                window = "-"
-            moved = median([r.get("vipMovedS") for r in rows])
-            holders = max((r.get("maxVipHolders", 0) for r in rows), default=0)
-            dual = max((r.get("dualHolderS", 0.0) for r in rows), default=0.0)
-            if scenario == "idle-soak":
-                moved = f"{sum(r.get('vipMoves', 0) for r in rows)} moves"
-            lines.append(
-                f"| {scenario} | {profile} | {len(rows)} | {window} | {median([failed_requests(r) for r in rows])} | "
-                f"{'-' if moved is None else moved} | {holders or '-'} | {dual if 'dualHolderS' in rows[0] else '-'} |"
-            )
-    return "\n".join(lines)
+def lab_accel(lab: LabStack) -> str | None:
+    """The accelerator the lab's QEMU processes run with."""
+    accels = set()
+    for node in lab.nodes:
+        try:
+            accels.add(results.qemu_accel(Path(f"/proc/{lab.vm_pid(node)}/cmdline").read_bytes()))
+        except (OSError, ValueError):
+            continue
+    return ",".join(sorted(a for a in accels if a)) or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--soak-s", type=float, default=600, help="length of the idle-soak scenario (bounded to 3600)")
     parser.add_argument("--soak-profiles", default="hapx", help="profiles that run the idle soak (it is long)")
-    parser.add_argument("--out", default=str(REPO / ".bench" / "failover.json"))
+    parser.add_argument("--out", default=str(REPO / ".bench" / "failover.json"), help="where the raw results go (JSON)")
+    parser.add_argument("--keep-journals", type=Path, default=None, metavar="DIR",
+                        help="also write the survivor's journal lines each run's phases came from into DIR")  # fmt: skip
     args = parser.parse_args(argv)
     profiles = [p for p in args.profiles.split(",") if p]
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -313,16 +397,45 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown profile or scenario: {', '.join(unknown)}")
     if not 0 < args.soak_s <= 3600:
         parser.error("--soak-s must be between 0 and 3600")
-    all_results = {}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    overrides = json.loads(args.hapx_overrides)
+    command = ["python", "-m", "bench.failover"] + (sys.argv[1:] if argv is None else argv)
+    settings = {
+        "runs": args.runs, "profiles": profiles, "scenarios": scenarios, "soakS": args.soak_s,
+        "soakProfiles": args.soak_profiles.split(","), "hapxOverrides": overrides,
+        "probeIntervalMs": PROBE_INTERVAL_MS, "probeTimeoutMs": PROBE_TIMEOUT_MS, "confirmS": 1.0,
+        "soakProbeIntervalMs": SOAK_PROBE_INTERVAL_MS, "probeLimitS": PROBE_LIMIT_S, "leadInS": LEAD_IN_S,
+        "watchAfterFaultS": WATCH_AFTER_FAULT_S, "linkCutS": CUT_S,
+    }  # fmt: skip
+    image_dir = os.environ.get("HAPX_IMAGE_DIR") or stack_config("lab")["hapx:qemu"].get("imageDir") or QEMU_IMAGE_DIR
+    document = results.new_document(command, settings, REPO, time.time(), image_dir)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.keep_journals:
+        args.keep_journals.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        # After every run: a later failure loses nothing.
+        out.write_text(json.dumps(document, indent=1) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="hapx-bench-") as tmp:
         for profile in profiles:
-            all_results[profile] = bench_profile(profile, args.runs, scenarios, Path(tmp), json.loads(args.hapx_overrides), args.soak_s, args.soak_profiles.split(","))
-            # Saved after each profile: a later failure does not lose it.
-            Path(args.out).write_text(json.dumps(all_results, indent=2))
+            section = results.new_profile({**PROFILES[profile], **(overrides if profile == "hapx" else {})})
+            document["profiles"][profile] = section
+            try:
+                bench_profile(profile, section, args.runs, scenarios, Path(tmp), args.soak_s, settings["soakProfiles"], save,
+                              args.keep_journals)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the next profile still runs; the error is in the results
+                section["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"[bench] {profile}: FAILED: {section['error']}", flush=True)
+            save()
+    results.finish_document(document, time.time())
+    save()
     print()
-    print(summarize(all_results))
-    print(f"\n[bench] raw results: {args.out}; command: {shlex.join(['python', '-m', 'bench.failover'] + (sys.argv[1:] if argv is None else argv))}")
+    print(results.summarize(document, SCENARIOS, phases.PHASE_LABELS))
+    print(f"\n[bench] raw results: {out}; command: {shlex.join(command)}")
+    print(f"[bench] pictures: python -m bench.plot {out} --out {out.parent}")
     return 0
 
 

@@ -4,7 +4,9 @@ driven by the real engine.
 
 Everything it starts it can find again from its state directory (pid files)
 and its namespace, so `force_cleanup` removes it even when `pulumi destroy`
-failed. Traffic goes only to 127.0.0.1 (SSH forwards) and into the lab's
+failed. HAPX_IMAGE_DIR, when set, names the base image directory to boot
+(default: hapx:qemu.imageDir, `make image`'s `current`, which the next
+`make image` of another clone may repoint). Traffic goes only to 127.0.0.1 (SSH forwards) and into the lab's
 own namespace (the VIP, stand-in backends).
 """
 
@@ -83,6 +85,8 @@ class LabStack:
             sshPortBase=free_port_base(len(config["hapx:nodes"]), port_start),
             stateDir=str(state_dir),
         )
+        if os.environ.get("HAPX_IMAGE_DIR"):
+            config["hapx:qemu"]["imageDir"] = os.path.expanduser(os.environ["HAPX_IMAGE_DIR"])
         lab = cls(workspace, stack, namespace, state_dir, config)
         workspace.init_stack(stack, config)
         return lab
@@ -193,16 +197,23 @@ class LabStack:
         return subprocess.run(["ip", "netns", "exec", self.namespace, *args], capture_output=True, text=True, timeout=timeout)
 
     def start_probe(
-        self, duration_s: float, stop_after_recovery: bool = True, interval_ms: int = 20, ready: bool = True
+        self,
+        duration_s: float,
+        stop_after_recovery: bool = True,
+        interval_ms: int = 20,
+        ready: bool = True,
+        min_after_fault_s: float = 0.0,
     ) -> ProbeProcess:
         """A bounded client loop against the VIP, in the background
         (harness/probe.py). With `ready`, returned once it is armed: the VIP
-        answered it several times in a row, so a fault can be marked."""
+        answered it several times in a row, so a fault can be marked. With
+        `stop_after_recovery` it ends once recovered from the fault, but not
+        before `min_after_fault_s` after it."""
         args = ["ip", "netns", "exec", self.namespace, PYTHON, "-m", "harness.probe",
                 "--target", f"{self.config['hapx:vip']}:{self.config['hapx:haproxy']['frontendPort']}",
                 "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
         if stop_after_recovery:
-            args.append("--stop-after-recovery")
+            args += ["--stop-after-recovery", "--min-after-fault-s", str(min_after_fault_s)]
         probe = ProbeProcess(args, cwd=REPO)
         if ready:
             probe.wait_ready()

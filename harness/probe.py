@@ -3,7 +3,7 @@ clients from being served.
 
     python -m harness.probe --target 192.168.4.20:6443 [--interval-ms 20]
         [--duration-s 60] [--timeout-ms 500] [--confirm-s 1] [--ready-after 5]
-        [--stop-after-recovery]
+        [--stop-after-recovery [--min-after-fault-s 15]]
 
 Each request opens a connection, sends one HTTP request line and reads the
 reply (the lab's stand-in backends answer with their name and the address of
@@ -45,9 +45,21 @@ arrived; a request is "after the fault" when its outcome was known after F
   and listed, not folded into the window.
 - `vipMovedS`: from F to the first answer relayed by a node other than the
   one that relayed the last answer before F.
+- `firstAnsweredAfterOutageS`: from F to the start of the first request
+  answered after the first failure after F (the first client served
+  again; R, the recovering request, is this one or a later one).
+- `timeline`: every request, run-length encoded: `[startS, endS, ok,
+  count]` per stretch of requests with the same outcome (ok 1 answered, 0
+  failed), from the start of its first request to the end of its last,
+  in seconds relative to F (or to the probe's start when no fault was
+  marked: `timelineZero` says which). A stretch never spans F. At most
+  TIMELINE_SEGMENTS stretches are kept (`timelineTruncated` then true);
+  the counts above are complete either way.
 
 --stop-after-recovery ends the run once the fault was marked, a request
-failed after it, and recovery was confirmed; never before the fault.
+failed after it, recovery was confirmed, and --min-after-fault-s have
+passed since F (so failures after a recovery can still be seen); never
+before the fault.
 """
 
 from __future__ import annotations
@@ -67,6 +79,9 @@ from typing import Optional
 FAULT_SIGNAL = signal.SIGUSR1
 READY_LINE = "ready"
 TIMES_LISTED = 200  # failure times kept per list (the counts are complete)
+# Stretches of equal outcome kept in the timeline: a failover is a handful;
+# only a service flapping at the probe's rate would reach this.
+TIMELINE_SEGMENTS = 2000
 
 # Set from signal handlers: SIGTERM ends the loop early but still reports
 # (a benchmark stops the probe when the change it measures is done);
@@ -136,15 +151,30 @@ class Ledger:
         self.candidate: float | None = None  # start of the request that may be R
         self.recovered: float | None = None  # start of R, once confirmed
         self.failed_after_recovery: list[float] = []
+        self.first_answered_after_outage: float | None = None
+        # [first start, last end, answered, count, after the fault]
+        self.segments: list[list] = []
+        self.segments_dropped = 0
 
     @property
     def outage_failures(self) -> int:
         """Failures after the fault and before the confirmed recovery."""
         return self.failures_after - len(self.failed_after_recovery)
 
+    def _extend_timeline(self, started: float, ended: float, answered: bool, after: bool) -> None:
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last[2] == answered and last[4] == after:
+            last[1] = ended
+            last[3] += 1
+        elif len(self.segments) < TIMELINE_SEGMENTS:
+            self.segments.append([started, ended, answered, 1, after])
+        else:
+            self.segments_dropped += 1
+
     def record(self, started: float, ended: float, reply: str | None, fault_at: float | None) -> None:
         self.probes += 1
         after = fault_at is not None and ended > fault_at
+        self._extend_timeline(started, ended, reply is not None, after)
         if reply is None:
             self.failures += 1
             self.good_in_a_row = 0
@@ -169,6 +199,8 @@ class Ledger:
         if not after:
             self.via_before_fault = via
             return
+        if self.first_answered_after_outage is None and self.first_failure_after is not None:
+            self.first_answered_after_outage = started
         if self.other_node_at is None and self.via_before_fault is not None and via != self.via_before_fault:
             self.other_node_at = started
         if self.recovered is None and started >= fault_at:
@@ -178,7 +210,7 @@ class Ledger:
                 self.recovered = self.candidate
 
     def recovered_after_outage(self) -> bool:
-        """What --stop-after-recovery waits for."""
+        """What --stop-after-recovery waits for (then --min-after-fault-s)."""
         return self.recovered is not None and self.outage_failures > 0
 
     def report(self, start: float, end: float, fault_at: float | None) -> dict:
@@ -187,6 +219,9 @@ class Ledger:
 
         def since_fault(t: float | None) -> float | None:
             return None if t is None or fault_at is None else round(t - fault_at, 3)
+
+        zero = start if fault_at is None else fault_at
+        timeline = [[round(a - zero, 3), round(b - zero, 3), int(ok), n] for a, b, ok, n, _ in self.segments]
 
         result = {
             "probes": self.probes,
@@ -208,6 +243,10 @@ class Ledger:
             "failuresAfterRecovery": None,
             "failuresAfterRecoveryAtS": None,
             "vipMovedS": None,
+            "firstAnsweredAfterOutageS": None,
+            "timelineZero": "start" if fault_at is None else "fault",
+            "timeline": timeline,
+            "timelineTruncated": self.segments_dropped > 0,
         }
         if fault_at is None:
             return result
@@ -220,6 +259,7 @@ class Ledger:
             failuresAfterRecovery=len(self.failed_after_recovery),
             failuresAfterRecoveryAtS=[since_fault(t) for t in self.failed_after_recovery[:TIMES_LISTED]],
             vipMovedS=since_fault(self.other_node_at),
+            firstAnsweredAfterOutageS=since_fault(self.first_answered_after_outage),
         )
         if self.recovered is not None:
             result["unavailableS"] = since_fault(self.recovered) if self.outage_failures else 0.0
@@ -237,6 +277,7 @@ def run(
     stop_after_recovery: bool,
     confirm_s: float = 1.0,
     ready_after: int = 5,
+    min_after_fault_s: float = 0.0,
 ) -> dict:
     start = time.monotonic()
     started_at = time.time()
@@ -250,7 +291,11 @@ def run(
         if not said_ready and ledger.good_in_a_row >= ready_after:
             print(READY_LINE, file=sys.stderr, flush=True)
             said_ready = True
-        if stop_after_recovery and ledger.recovered_after_outage():
+        if (
+            stop_after_recovery
+            and ledger.recovered_after_outage()
+            and time.monotonic() - _fault_at >= min_after_fault_s
+        ):
             break
         next_at += interval_s
         if not _stop:
@@ -352,11 +397,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stop-after-recovery", action="store_true", help="end once the fault was marked and recovery after it confirmed"
     )
+    parser.add_argument(
+        "--min-after-fault-s", type=float, default=0.0, help="with --stop-after-recovery: keep probing at least this long after the fault"
+    )
     args = parser.parse_args(argv)
     if args.duration_s > 3600 or args.interval_ms < 1:
         parser.error("keep the loop bounded: --duration-s at most 3600, --interval-ms at least 1")
-    if args.confirm_s < 0 or args.ready_after < 1:
-        parser.error("--confirm-s must not be negative and --ready-after at least 1")
+    if args.confirm_s < 0 or args.ready_after < 1 or args.min_after_fault_s < 0:
+        parser.error("--confirm-s and --min-after-fault-s must not be negative and --ready-after at least 1")
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(FAULT_SIGNAL, _mark_fault)
     host, _, port = args.target.rpartition(":")
@@ -369,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         args.stop_after_recovery,
         confirm_s=args.confirm_s,
         ready_after=args.ready_after,
+        min_after_fault_s=args.min_after_fault_s,
     )
     json.dump(result, sys.stdout)
     print()

@@ -56,8 +56,12 @@ class Refuse(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Refuse())
 for name in ("harness", "harness.lab", "harness.probe", "harness.paths", "harness.wait", "harness.watch",
-             "harness.workspace", "bench.keepalived", "bench.failover"):
+             "harness.workspace", "harness.clock", "bench.keepalived", "bench.phases", "bench.results",
+             "bench.failover", "bench.plot"):
     __import__(name)
+# The pictures need matplotlib; running the benchmark does not.
+if "matplotlib" in sys.modules:
+    raise SystemExit("importing the bench imported matplotlib")
 try:
     import pytest
 except ImportError:
@@ -67,6 +71,15 @@ else:
 sys.argv = ["bench.failover", "--help"]
 runpy.run_module("bench.failover", run_name="__main__", alter_sys=True)
 """
+
+
+def test_only_the_plot_imports_matplotlib_and_only_when_it_draws():
+    importers = [p for p in SOURCES if "matplotlib" in imported_modules(p)]
+    assert [p.relative_to(REPO).as_posix() for p in importers] == ["bench/plot.py"]
+    tree = ast.parse((REPO / "bench" / "plot.py").read_text())
+    top_level = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    top_level |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
+    assert "matplotlib" not in top_level
 
 
 def test_bench_runs_with_pytest_unimportable():

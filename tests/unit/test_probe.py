@@ -154,3 +154,51 @@ def test_the_probe_is_armed_only_once_answered(service):
     with pytest.raises(RuntimeError, match="not answered"):
         probe.wait_ready(timeout_s=1)
     assert probe.proc.poll() is not None  # and it was ended
+
+
+def test_the_timeline_holds_every_request_split_at_the_fault(service):
+    with start_probe(service.port) as probe:
+        time.sleep(0.3)
+        probe.fault()
+        service.outage(0.5, via="node-b")
+        time.sleep(1.5)
+        result = probe.stop()
+    timeline = result["timeline"]
+    assert result["timelineZero"] == "fault" and not result["timelineTruncated"], result
+    # Every request is in exactly one stretch, in order, none spanning the fault.
+    assert sum(n for *_, n in timeline) == result["probes"], timeline
+    assert all(a <= b for a, b, _, _ in timeline), timeline
+    assert all(b1 <= a2 for (_, b1, _, _), (a2, _, _, _) in zip(timeline, timeline[1:])), timeline
+    assert sum(n for _, _, ok, n in timeline if not ok) == result["failures"], timeline
+    # Answered before the fault, then failed from about the fault, then answered again.
+    outcomes = [ok for _, _, ok, _ in timeline]
+    assert outcomes == [1, 1, 0, 1] or outcomes == [1, 0, 1], timeline
+    (failed,) = [seg for seg in timeline if not seg[2]]
+    assert failed[0] == result["firstFailureAfterFaultS"], (failed, result)
+    assert timeline[0][0] < -0.2 and timeline[-1][1] > 1.4, timeline
+    # The first answered request after the outage began where the failed stretch ended.
+    assert result["firstAnsweredAfterOutageS"] == timeline[-1][0], result
+    assert result["firstAnsweredAfterOutageS"] >= failed[1] - 0.001, result
+    assert result["unavailableS"] == result["firstAnsweredAfterOutageS"], result
+
+
+def test_without_a_fault_the_timeline_counts_from_the_start(service):
+    with start_probe(service.port) as probe:
+        service.outage(0.2)
+        time.sleep(0.3)
+        result = probe.stop()
+    assert result["timelineZero"] == "start", result
+    assert result["timeline"][0][0] >= 0 and [ok for *_, ok, _ in result["timeline"]] == [1, 0, 1], result
+    assert result["firstAnsweredAfterOutageS"] is None, result
+
+
+def test_the_probe_keeps_watching_after_recovery_when_asked(service):
+    with start_probe(service.port, "--stop-after-recovery", "--min-after-fault-s", "3") as probe:
+        probe.fault()
+        service.outage(0.3)
+        time.sleep(1.8)  # recovered and confirmed, yet still probing
+        assert probe.proc.poll() is None
+        service.outage(0.2)  # a blip after the recovery: seen, counted
+        result = probe.finish(timeout_s=30)
+    assert result["recoveryConfirmed"] and result["failuresAfterRecovery"] >= 2, result
+    assert 3.0 <= result["elapsedS"] - result["faultS"] < 4.5, result

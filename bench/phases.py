@@ -1,0 +1,149 @@
+"""The phases of a failover, read from the survivor's journal.
+
+After a power-off or a link cut the benchmark reads the survivor's journal
+around the fault (`journalctl -o json`, over SSH) and finds, for each phase,
+the first line after the fault that marks it. Times in the journal are the
+guest's wall clock (__REALTIME_TIMESTAMP, microseconds); the caller passes
+the fault on the guest's clock (the host's fault mark plus the measured
+offset, harness/clock.py) and gets seconds from the fault back. A phase
+with no matching line is None: not found is not guessed.
+
+The patterns match what the tools on the lab's image (Debian 12: corosync
+3.1, Pacemaker 2.1, resource-agents 4.12, keepalived 2.2) print;
+tests/fixtures/journal/ holds lines read from a lab run, and the unit tests
+parse those.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from components.rendering import VIP_ID
+
+if TYPE_CHECKING:
+    from harness.lab import LabStack
+
+# The journal is read from this long before the fault (a line there is not
+# a phase, but shows the clock and the read are right).
+BEFORE_FAULT_S = 5.0
+# Whose lines are read: the cluster's daemons and the VIP agents. IPaddr2
+# logs through `logger` as "IPaddr2(<resource>)". haproxy is left out: it
+# logs every request.
+IDENTIFIERS = (
+    "corosync", "pacemaker-controld", "pacemaker-schedulerd", "pacemaker-fenced", "pacemaker-based",
+    "pacemaker-attrd", "pacemakerd", f"IPaddr2({VIP_ID})", "Keepalived_vrrp", "Keepalived",
+)  # fmt: skip
+# The journal read is bounded: a failover writes a few dozen of these lines.
+MAX_LINES = 5000
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    at: float  # guest wall clock, seconds since the epoch
+    identifier: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    key: str
+    label: str  # a short column heading
+    identifier: str  # regex on SYSLOG_IDENTIFIER
+    message: str  # regex searched in MESSAGE
+
+
+_VIP = re.escape(VIP_ID)
+# Per pair kind, in the order a failover goes through them. A phase that
+# does not happen in a run (no election when the survivor already was the
+# DC) has no line, and stays None.
+PATTERNS: dict[str, tuple[Phase, ...]] = {
+    "pacemaker": (
+        # knet sees the link go (its pings stop), or the token is late.
+        Phase("lossNoticedS", "loss noticed", r"^corosync$",
+              r"\[KNET *\] link: host: \d+ link: \d+ is down|\[TOTEM *\] Token has not been received"),
+        Phase("tokenLostS", "token lost", r"^corosync$", r"\[TOTEM *\] A processor failed, forming new configuration"),
+        Phase("membershipS", "new membership", r"^corosync$", r"\[TOTEM *\] A new membership \(\S+\) was formed"),
+        Phase("nodeLostS", "Pacemaker: node lost", r"^pacemaker-controld$", r"Node \S+ state is now lost"),
+        # Only when the node that died was the DC.
+        Phase("electionS", "election", r"^pacemaker-controld$", r"State transition \S+ -> S_ELECTION"),
+        Phase("dcS", "DC (integration)", r"^pacemaker-controld$", r"State transition \S+ -> S_INTEGRATION"),
+        Phase("schedulerStartS", "scheduler start", r"^pacemaker-controld$", r"State transition \S+ -> S_POLICY_ENGINE"),
+        Phase("scheduledS", "transition computed", r"^pacemaker-schedulerd$", r"Calculated transition \d+"),
+        Phase("fencingStartS", "fencing start", r"^pacemaker-controld$", r"Requesting fencing \(\w+\) of node"),
+        Phase("fencingEndS", "fencing done", r"^pacemaker-fenced$", r"Operation '\w+' targeting \S+ by \S+ for \S+: OK"),
+        Phase("vipStartS", "VIP start", r"^pacemaker-controld$", rf"Initiating start operation {_VIP}_start_0"),
+        Phase("vipAddressS", "VIP address added", rf"^IPaddr2\({_VIP}\)$", r"Adding inet address"),
+        Phase("vipStartedS", "VIP started", r"^pacemaker-controld$", rf"Result of start operation for {_VIP} on \S+: ok"),
+    ),
+    # keepalived 2.2 at its default log level prints the state change only
+    # (not the missed adverts, nor the gratuitous ARPs); it adds the VIP
+    # as it enters MASTER.
+    "keepalived": (
+        Phase("masterS", "VRRP MASTER", r"^Keepalived_vrrp$", r"\(\S+\) Entering MASTER STATE"),
+    ),
+}  # fmt: skip
+# Every phase a run row may carry, in a sensible column order, with its heading.
+PHASE_LABELS: dict[str, str] = {
+    **{p.key: p.label for kind in PATTERNS.values() for p in kind},
+    "firstAnsweredS": "first answered (probe)",
+}
+
+
+def parse_journal_json(text: str) -> list[JournalLine]:
+    """`journalctl -o json` output (one object a line) as JournalLines,
+    in the journal's order. The time is _SOURCE_REALTIME_TIMESTAMP (when
+    the sender logged it) where present: __REALTIME_TIMESTAMP is when
+    journald got round to it, up to 130 ms later on a busy guest. MESSAGE
+    may be an array of bytes (journald does that for non-UTF-8 text)."""
+    lines = []
+    for raw in text.splitlines():
+        raw = raw.strip()
+        if not raw:
+            continue
+        entry = json.loads(raw)
+        message = entry.get("MESSAGE")
+        if isinstance(message, list):
+            message = bytes(message).decode(errors="replace")
+        if message is None or "__REALTIME_TIMESTAMP" not in entry:
+            continue
+        identifier = entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM") or ""
+        stamp = entry.get("_SOURCE_REALTIME_TIMESTAMP") or entry["__REALTIME_TIMESTAMP"]
+        lines.append(JournalLine(int(stamp) / 1e6, identifier, message))
+    return lines
+
+
+def find_phases(lines: list[JournalLine], kind: str, guest_fault: float) -> dict[str, float | None]:
+    """Seconds from the fault to the first line after it that marks each
+    phase; None where no line does."""
+    found: dict[str, float | None] = {}
+    for phase in PATTERNS[kind]:
+        identifier, message = re.compile(phase.identifier), re.compile(phase.message)
+        found[phase.key] = next(
+            (
+                round(line.at - guest_fault, 3)
+                for line in lines
+                if line.at >= guest_fault and identifier.search(line.identifier) and message.search(line.message)
+            ),
+            None,
+        )
+    return found
+
+
+def journal_command(since: float, until: float) -> str:
+    """journalctl for the cluster's lines between two guest times."""
+    matches = " + ".join(f"SYSLOG_IDENTIFIER={shlex.quote(i)}" for i in IDENTIFIERS)
+    return (
+        f"sudo journalctl --no-pager -o json --output-fields=MESSAGE,SYSLOG_IDENTIFIER,_SOURCE_REALTIME_TIMESTAMP "
+        f"--since=@{since:.6f} --until=@{until:.6f} {matches} | head -n {MAX_LINES}"
+    )
+
+
+def fetch_journal(lab: "LabStack", node: str, since: float, until: float) -> str:
+    out = lab.ssh(node, journal_command(since, until), timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"{node}: journalctl failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    return out.stdout

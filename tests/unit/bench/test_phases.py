@@ -1,0 +1,166 @@
+"""The failover's phases from the survivor's journal (bench/phases.py),
+parsed from lines lab runs really printed (tests/fixtures/journal/: a
+power-off of the VIP holder, hapx's defaults with and without the DC dying,
+and the keepalived pair, TCG),
+and the benchmark's conversion from the guest's clock to seconds from the
+fault (bench/failover.py: read_phases)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from bench import failover, phases
+from harness.clock import ClockOffset
+from harness.paths import REPO
+
+FIXTURES = REPO / "tests" / "fixtures" / "journal"
+
+
+def fixture(name: str) -> tuple[str, dict]:
+    return (FIXTURES / f"{name}.json").read_text(), json.loads((FIXTURES / f"{name}.meta.json").read_text())
+
+
+def guest_fault(meta: dict) -> float:
+    return meta["faultAt"] + meta["clockBefore"]["offsetS"]
+
+
+def test_the_journal_json_is_read_with_the_senders_time():
+    text, _ = fixture("pacemaker-power-off")
+    lines = phases.parse_journal_json(text)
+    assert len(lines) == len(text.splitlines()) == 52
+    first = lines[0]
+    # The sender's stamp (_SOURCE_REALTIME_TIMESTAMP), not journald's 4 ms later one.
+    assert first.at == pytest.approx(1795642046.280180) and first.identifier == "corosync"
+    assert first.message == "  [KNET  ] link: host: 1 link: 0 is down"
+    assert [line.at for line in lines] == sorted(line.at for line in lines)
+
+
+def test_a_message_journald_kept_as_bytes_and_a_line_without_a_source_time():
+    raw = '{"__REALTIME_TIMESTAMP": "1795642046284441", "SYSLOG_IDENTIFIER": "corosync", "MESSAGE": [104, 105, 255]}\n\n'
+    (line,) = phases.parse_journal_json(raw)
+    assert line.at == pytest.approx(1795642046.284441) and line.message == "hi\ufffd"
+
+
+def test_hapx_power_off_phases_from_real_lines():
+    text, meta = fixture("pacemaker-power-off")
+    found = phases.find_phases(phases.parse_journal_json(text), "pacemaker", guest_fault(meta))
+    # Read off the fixture by hand: guest time of each line minus the fault
+    # on the guest's clock (host mark 1795642045.504283 + offset 0.182878).
+    assert found == {
+        "lossNoticedS": 0.593,  # [KNET] link: host: 1 link: 0 is down
+        "tokenLostS": 0.877,  # [TOTEM] A processor failed ... token timed out (1000ms), waiting 1200ms for consensus
+        "membershipS": 2.11,  # [TOTEM] A new membership (2.d) was formed. Members left: 1
+        "nodeLostS": 2.193,  # pacemaker-controld: Node hapx-node01 state is now lost
+        "electionS": None,  # the survivor already was the DC: no election
+        "dcS": None,
+        "schedulerStartS": 2.359,  # State transition S_IDLE -> S_POLICY_ENGINE
+        "scheduledS": 4.1,  # pacemaker-schedulerd: Calculated transition 2 (with warnings)
+        "fencingStartS": 4.151,  # Requesting fencing (reboot) of node hapx-node01
+        "fencingEndS": 4.955,  # Operation 'reboot' targeting hapx-node01 by hapx-node02 for ...: OK (complete)
+        "vipStartS": 5.036,  # Initiating start operation hapx-vip_start_0 locally on hapx-node02
+        "vipAddressS": 6.964,  # IPaddr2(hapx-vip): INFO: Adding inet address 192.168.4.20/27 ...
+        "vipStartedS": 7.58,  # Result of start operation for hapx-vip on hapx-node02: ok
+    }
+    # The phases come in the order of a failover, and before the probe's first answer.
+    times = [t for t in found.values() if t is not None]
+    assert times == sorted(times) and times[-1] < meta["probe"]["firstAnsweredAfterOutageS"]
+
+
+def test_hapx_power_off_of_the_dc_shows_the_election():
+    """The node that died was the DC: the survivor elects itself and
+    integrates before it schedules; Pacemaker then logs no S_POLICY_ENGINE
+    line at notice level, so that phase is not found (None), not guessed."""
+    text, meta = fixture("pacemaker-power-off-dc-lost")
+    found = phases.find_phases(phases.parse_journal_json(text), "pacemaker", guest_fault(meta))
+    assert found["electionS"] == 2.435  # State transition S_NOT_DC -> S_ELECTION
+    assert found["dcS"] == 2.604  # State transition S_ELECTION -> S_INTEGRATION
+    assert found["schedulerStartS"] is None
+    assert found["vipAddressS"] == 6.73 and found["vipStartedS"] == 7.771
+    # The same as the bench found in that run (its row is in the meta file).
+    assert found == {k: v for k, v in meta["phases"].items() if k != "firstAnsweredS"}
+
+
+def test_keepalived_power_off_phases_from_real_lines():
+    text, meta = fixture("keepalived-power-off")
+    found = phases.find_phases(phases.parse_journal_json(text), "keepalived", guest_fault(meta))
+    assert found == {"masterS": 2.543}  # Keepalived_vrrp: (hapx) Entering MASTER STATE
+    assert found["masterS"] < meta["probe"]["firstAnsweredAfterOutageS"]
+
+
+def test_lines_before_the_fault_are_not_phases():
+    text, meta = fixture("pacemaker-power-off")
+    lines = phases.parse_journal_json(text)
+    # Fault placed after the membership line: the earlier corosync lines do not count.
+    found = phases.find_phases(lines, "pacemaker", guest_fault(meta) + 2.2)
+    assert found["lossNoticedS"] is None and found["membershipS"] is None
+    assert found["vipStartedS"] == pytest.approx(7.58 - 2.2, abs=0.001)
+
+
+def test_the_journal_command_asks_for_the_cluster_lines_only():
+    command = phases.journal_command(100.0, 250.5)
+    assert "--since=@100.000000 --until=@250.500000" in command
+    assert "SYSLOG_IDENTIFIER='IPaddr2(hapx-vip)'" in command and "SYSLOG_IDENTIFIER=haproxy" not in command
+    assert "_SOURCE_REALTIME_TIMESTAMP" in command and f"head -n {phases.MAX_LINES}" in command
+
+
+class JournalLab:
+    """What read_phases uses of a LabStack: ssh, answering the journal read."""
+
+    def __init__(self, journal: str, returncode: int = 0):
+        self.journal, self.returncode, self.commands = journal, returncode, []
+
+    def ssh(self, node, command, timeout=60, stdin=None):
+        self.commands.append((node, command))
+        return subprocess.CompletedProcess(command, self.returncode, self.journal, "journal gone")
+
+
+def offset(meta: dict, which: str) -> ClockOffset:
+    m = meta[which]
+    return ClockOffset(m["offsetS"], m["uncertaintyS"], m["roundTripS"], m["samples"], m["measuredAt"])
+
+
+def test_read_phases_converts_the_guests_clock_and_states_the_uncertainty():
+    text, meta = fixture("pacemaker-power-off")
+    lab = JournalLab(text)
+    record = {"survivor": "hapx-node02", "clockBefore": offset(meta, "clockBefore"), "clockAfter": offset(meta, "clockAfter"),
+              "probe": {"faultAt": meta["faultAt"], "firstAnsweredAfterOutageS": 7.837}}  # fmt: skip
+    failover.read_phases(lab, failover.PACEMAKER, record)
+    ((node, command),) = lab.commands
+    # The journal is read on the guest's clock: from 5 s before the fault.
+    assert node == "hapx-node02" and f"--since=@{guest_fault(meta) - 5:.6f}" in command
+    assert record["phases"]["membershipS"] == 2.11 and record["phases"]["firstAnsweredS"] == 7.837
+    # ± the wider half round trip (22.2 ms) plus the drift between the two offsets (0.3 ms).
+    assert record["phasesUncertaintyS"] == pytest.approx(0.0222 + 0.000293, abs=1e-4)
+    assert record["clock"]["before"]["offsetS"] == 0.182878 and record["clock"]["node"] == "hapx-node02"
+
+
+def test_a_guest_clock_37_s_behind_gives_the_same_phases():
+    """Shift the guest's clock (every journal time and both offsets) by
+    -37.5 s: the phases, relative to the host's fault mark, do not move."""
+    text, meta = fixture("pacemaker-power-off")
+    shifted = []
+    for raw in text.splitlines():
+        entry = json.loads(raw)
+        for key in ("__REALTIME_TIMESTAMP", "_SOURCE_REALTIME_TIMESTAMP"):
+            entry[key] = str(int(entry[key]) - 37_500_000)
+        shifted.append(json.dumps(entry))
+    before = offset(meta, "clockBefore")
+    behind = ClockOffset(before.offset_s - 37.5, before.uncertainty_s, before.round_trip_s, 5, before.measured_at)
+    record = {"survivor": "hapx-node02", "clockBefore": behind, "clockError": "not measured",
+              "probe": {"faultAt": meta["faultAt"]}}  # fmt: skip
+    failover.read_phases(JournalLab("\n".join(shifted)), failover.PACEMAKER, record)
+    assert record["phases"]["membershipS"] == 2.11 and record["phases"]["vipStartedS"] == 7.58
+    # Without a second measurement the uncertainty is the first's alone, and the row says why.
+    assert record["phasesUncertaintyS"] == pytest.approx(before.uncertainty_s, abs=1e-4)
+    assert record["clock"]["after"] is None and record["clock"]["error"] == "not measured"
+
+
+def test_a_journal_that_cannot_be_read_leaves_the_phases_null_with_the_reason():
+    _, meta = fixture("pacemaker-power-off")
+    record = {"survivor": "hapx-node02", "clockBefore": offset(meta, "clockBefore"), "clockAfter": offset(meta, "clockAfter"),
+              "probe": {"faultAt": meta["faultAt"]}}  # fmt: skip
+    failover.read_phases(JournalLab("", returncode=255), failover.PACEMAKER, record)
+    assert "phases" not in record and "journalctl failed (255): journal gone" in record["phasesError"]
