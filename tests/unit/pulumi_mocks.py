@@ -83,11 +83,6 @@ def _recording_register(request):
 
 _monitor.RegisterResource = _recording_register
 
-from components.config import parse_config  # noqa: E402  (after set_mocks, by design)
-from components.haproxy_cluster import HaproxyCluster, HaproxyClusterArgs  # noqa: E402
-
-
-
 
 def unsecret(value):
     """Mock inputs keep secrets wrapped in Pulumi's secret sentinel."""
