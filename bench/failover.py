@@ -77,7 +77,12 @@ from harness.workspace import PulumiWorkspace
 PROFILES = {
     "reference": {
         "hapx:corosync": {"tokenMs": 3000},
-        "hapx:pacemaker": {"monitorIntervalS": 20, "haproxyOnAllNodes": False, "haproxyRestart": "pacemaker"},
+        "hapx:pacemaker": {
+            "monitorIntervalS": 20,
+            "haproxyOnAllNodes": False,
+            "haproxyRestart": "pacemaker",
+            "vipAgent": "IPaddr2",
+        },
         "hapx:fencing": {"enabled": False},
     },
     "hapx": {},

@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 # a phase, but shows the clock and the read are right).
 BEFORE_FAULT_S = 5.0
 # Whose lines are read: the cluster's daemons and the VIP agents. IPaddr2
-# logs through `logger` as "IPaddr2(<resource>)". haproxy is left out: it
+# logs through `logger` as "IPaddr2(<resource>)", hapx's agent as
+# "vip(<resource>)". haproxy is left out: it
 # logs every request.
 IDENTIFIERS = (
     "corosync", "pacemaker-controld", "pacemaker-schedulerd", "pacemaker-fenced", "pacemaker-based",
-    "pacemaker-attrd", "pacemakerd", f"IPaddr2({VIP_ID})", "Keepalived_vrrp", "Keepalived",
+    "pacemaker-attrd", "pacemakerd", f"IPaddr2({VIP_ID})", f"vip({VIP_ID})",
+    "Keepalived_vrrp", "Keepalived",
 )  # fmt: skip
 # The journal read is bounded: a failover writes a few dozen of these lines.
 MAX_LINES = 5000
@@ -76,7 +78,7 @@ PATTERNS: dict[str, tuple[Phase, ...]] = {
         Phase("fencingStartS", "fencing start", r"^pacemaker-controld$", r"Requesting fencing \(\w+\) of node"),
         Phase("fencingEndS", "fencing done", r"^pacemaker-fenced$", r"Operation '\w+' targeting \S+ by \S+ for \S+: OK"),
         Phase("vipStartS", "VIP start", r"^pacemaker-controld$", rf"Initiating start operation {_VIP}_start_0"),
-        Phase("vipAddressS", "VIP address added", rf"^IPaddr2\({_VIP}\)$", r"Adding inet address"),
+        Phase("vipAddressS", "VIP address added", rf"^(IPaddr2|vip)\({_VIP}\)$", r"Adding inet address|^added \S+ to "),
         Phase("vipStartedS", "VIP started", r"^pacemaker-controld$", rf"Result of start operation for {_VIP} on \S+: ok"),
     ),
     # keepalived 2.2 at its default log level prints the state change only

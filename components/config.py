@@ -39,6 +39,7 @@ class ConfigError(ValueError):
 Hypervisor = Enum("Hypervisor", {"VIRTUALBOX": "virtualbox", "QEMU": "qemu"}, type=str)
 HostOnlyMode = Enum("HostOnlyMode", {"HOSTONLYIF": "hostonlyif", "HOSTONLYNET": "hostonlynet"}, type=str)
 HaproxyRestart = Enum("HaproxyRestart", {"SYSTEMD": "systemd", "PACEMAKER": "pacemaker"}, type=str)
+VipAgent = Enum("VipAgent", {"HAPX": "hapx", "IPADDR2": "IPaddr2"}, type=str)
 Accel = Enum("Accel", {"AUTO": "auto", "KVM": "kvm", "TCG": "tcg"}, type=str)
 # Annotated metadata that pydantic ignores and errors name: what a value must be, and how to fix one that is not.
 _Hint = NamedTuple("_Hint", [("what", str), ("fix", str)])
@@ -122,7 +123,9 @@ class HaproxyConfig(_Model):
 
 class CorosyncConfig(_Model):
     token_ms: Int(200, 60000, "milliseconds") = F(1000, "How long a silent node has before it is declared lost.")
-    consensus_ms: Optional[Int(240, 72000, "milliseconds")] = F(None, "Time to agree on a new membership.", "1.2 × `tokenMs`")
+    consensus_ms: Optional[Int(100, 72000, "milliseconds")] = F(
+        None, "Time to agree on a new membership.", "two nodes: ½ × `tokenMs`; three or more: 1.2 × `tokenMs`"
+    )
 
 
 class PacemakerConfig(_Model):
@@ -133,6 +136,7 @@ class PacemakerConfig(_Model):
     failure_timeout_s: Int(0, 86400, "seconds") = F(60, "Seconds after which a failure count expires.")
     haproxy_on_all_nodes: Bool = F(True, "haproxy runs on every node (a clone); `false`: one haproxy moves with the VIP.")
     haproxy_restart: HaproxyRestart = F(HaproxyRestart.SYSTEMD, "Who restarts a crashed haproxy.")
+    vip_agent: VipAgent = F(VipAgent.HAPX, "Resource agent of the VIP: `hapx` (lean, starts at once) or `IPaddr2`.")
 
 
 class FencingConfig(_Model):
@@ -210,10 +214,13 @@ class HapxConfig(_Model):
         _require(self.admin_user != "root", "adminUser", "root is not allowed", "use an unprivileged user with sudo, like debian")
         ports = self.haproxy.frontend_port, self.haproxy.stats_port
         _require(len(set(ports)) == 2, "haproxy.statsPort", f"equals haproxy.frontendPort ({ports[0]})", "use different ports")
-        least = int(self.corosync.token_ms * 1.2)  # corosync.conf(5): a shorter consensus makes membership flap
-        consensus = self.corosync.consensus_ms or least
-        problem = f"{consensus} is less than 1.2 x tokenMs ({least})"
-        _require(consensus >= least, "corosync.consensusMs", problem, "raise it or leave it unset (default 1.2 x tokenMs)")
+        # corosync.conf(5): consensus is at least 1.2 x token, but with two nodes anything between the join timeout
+        # (50 ms) and the token is safe. A dead peer costs token + consensus, so two nodes default to half the token.
+        token, least, two = self.corosync.token_ms, int(self.corosync.token_ms * 1.2), len(nodes) == 2
+        consensus = self.corosync.consensus_ms or (token // 2 if two else least)
+        problem = f"{consensus} is less than 1.2 x tokenMs ({least})" + (f" and not below tokenMs ({token})" if two else "")
+        fix = ("set it below tokenMs or " if two else "") + "raise it to 1.2 x tokenMs, or leave it unset"
+        _require(consensus >= least or (two and consensus < token), "corosync.consensusMs", problem, fix)
         for name, section in (("virtualbox", self.virtualbox), ("qemu", self.qemu)):
             fix = f"remove hapx:{name} or set hapx:hypervisor {name}"
             _require(section is None or kind.value == name, name, f"is set but hapx:hypervisor is {kind.value}", fix)

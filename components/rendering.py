@@ -17,7 +17,7 @@ from typing import Optional
 
 import jinja2
 
-from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
+from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig, VipAgent
 from .fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID, FENCE_ORDER_ID, FencePlan
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -26,6 +26,9 @@ STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
 HEALTH_PATH = "/hapx-health"
 # Files hapx installs on every node, from templates/node/.
 OCF_HAPROXY_PATH = "/usr/lib/ocf/resource.d/hapx/haproxy"
+OCF_VIP_PATH = "/usr/lib/ocf/resource.d/hapx/vip"
+# The VIP's resource agent in the CIB, per hapx:pacemaker.vipAgent.
+VIP_AGENTS = {VipAgent.HAPX: "ocf:hapx:vip", VipAgent.IPADDR2: "ocf:heartbeat:IPaddr2"}
 
 # Pacemaker ids of what hapx adds to the CIB (and removes on destroy).
 VIP_ID = "hapx-vip"
@@ -171,6 +174,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         haproxy_check_url=f"http://127.0.0.1:{cfg.haproxy.stats_port}{HEALTH_PATH}",
         haproxy_restart=pm.haproxy_restart.value,
         vip=cfg.vip,
+        vip_agent=VIP_AGENTS[pm.vip_agent],
         prefix_length=cfg.vip_prefix_length,
         broadcast=cfg.vip_broadcast,
         vip_interface=cfg.vip_interface,
@@ -192,7 +196,10 @@ class NodeAgentFile:
 
 def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
     """The resource and fence agents hapx installs on every node."""
-    files = [NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text())]
+    files = [
+        NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text()),
+        NodeAgentFile(OCF_VIP_PATH, (TEMPLATE_DIR / "node" / "ocf-vip").read_text()),
+    ]
     if fencing is not None and fencing.agent_template is not None:
         files.append(NodeAgentFile(f"/usr/sbin/{fencing.agent}", (TEMPLATE_DIR / fencing.agent_template).read_text()))
     return tuple(files)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import ipaddress
 import json
 
@@ -136,10 +138,43 @@ def test_invalid_cases_also_fail_with_engine_encoding(dev_raw):
         parse_config(as_engine_config(dev_raw))
 
 
-def test_consensus_defaults_to_1_2_token(dev_raw):
+def _third_node(raw: dict) -> dict:
+    third = copy.deepcopy(raw["hapx:nodes"][-1])
+    third.update(name="hapx-node03", clusterAddress="192.168.4.23", managementAddress="192.168.56.23")
+    raw["hapx:nodes"] = [*raw["hapx:nodes"], third]
+    return raw
+
+
+def test_two_nodes_default_to_a_consensus_of_half_the_token(dev_raw):
     dev_raw["hapx:corosync"] = {"tokenMs": 1000}
     cfg = parse_config(dev_raw)
-    assert (cfg.corosync.token_ms, cfg.corosync.consensus_ms) == (1000, 1200)
+    assert (cfg.corosync.token_ms, cfg.corosync.consensus_ms) == (1000, 500)
+
+
+def test_three_nodes_default_to_a_consensus_of_1_2_token(dev_raw):
+    _third_node(dev_raw)["hapx:corosync"] = {"tokenMs": 1000}
+    cfg = parse_config(dev_raw)
+    assert (len(cfg.nodes), cfg.corosync.consensus_ms) == (3, 1200)
+
+
+def test_two_nodes_may_set_a_consensus_below_the_token(dev_raw):
+    dev_raw["hapx:corosync"] = {"tokenMs": 1000, "consensusMs": 300}
+    assert parse_config(dev_raw).corosync.consensus_ms == 300
+
+
+def test_three_nodes_may_not_set_a_consensus_below_1_2_token(dev_raw):
+    _third_node(dev_raw)["hapx:corosync"] = {"tokenMs": 1000, "consensusMs": 300}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(dev_raw)
+    message = str(caught.value)
+    assert "hapx:corosync.consensusMs" in message and "300 is less than 1.2 x tokenMs (1200)" in message
+    assert "below tokenMs" not in message  # that way out is only for two nodes
+
+
+def test_consensus_at_least_the_join_timeout(dev_raw):
+    dev_raw["hapx:corosync"] = {"tokenMs": 1000, "consensusMs": 50}
+    with pytest.raises(ConfigError, match="hapx:corosync.consensusMs"):
+        parse_config(dev_raw)
 
 
 def test_fencing_defaults_follow_the_hypervisor(dev_raw, lab_raw):
@@ -236,7 +271,7 @@ def test_engine_text_and_nulls_at_the_top_level(dev_raw):
 def test_defaults_that_follow_other_keys(lab_raw):
     lab = parse_config(lab_raw)
     # The lab's client takes the last host of the cluster network, unless that is taken.
-    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 1200)
+    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 500)
     assert [n.node_id for n in lab.nodes] == [1, 2]
     lab_raw["hapx:qemu"]["labClientAddress"] = "192.168.4.11"
     with pytest.raises(ConfigError, match=r"hapx:qemu.labClientAddress: 192.168.4.11 is already the address of backend kube-mast01"):

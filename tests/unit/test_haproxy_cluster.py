@@ -116,7 +116,7 @@ def test_crm_script_goes_on_stdin_of_the_apply_command(cluster):
         assert "crm configure load update" in apply["create"]
         crm = unsecret(apply["stdin"])
         assert crm.count("property cib-bootstrap-options:") == 1
-        assert "primitive hapx-vip ocf:heartbeat:IPaddr2 params ip=192.168.4.20 cidr_netmask=27" in crm
+        assert "primitive hapx-vip ocf:hapx:vip params ip=192.168.4.20 cidr_netmask=27" in crm
         assert "192.168.4.20" not in apply["create"], "config belongs on stdin, not in the command"
         assert "cibadmin --delete" in apply["delete"]
 
