@@ -212,3 +212,16 @@ def test_agent_with_a_wrong_password_fails(stack_dir, forward):
     )
     assert result.returncode == 1 and "wrong fence password" in result.stderr
     assert ask(stack_dir, "hapx-node01", action="status", plug="hapx-node02")["status"] == "on"
+
+
+@pytest.mark.parametrize("script", ["cat {file}", "sh -c 'cat {file}'"])
+def test_agent_reads_the_password_through_password_script(stack_dir, forward, tmp_path, script):
+    # hapx configures `cat FILE` (read by the agent itself); any other script runs in a shell.
+    secret_file = tmp_path / "node-fence-secret"  # the node's copy (stack_dir is tmp_path: not its fence-secret)
+    secret_file.write_text(PASSWORD + "\n")
+    stdin = f"ip=127.0.0.1\nipport={forward}\npassword_script={script.format(file=secret_file)}\naction=status\nport=hapx-node02\n"
+    result = subprocess.run(["bash", str(AGENT)], input=stdin, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "Status: ON"), result.stderr
+    secret_file.write_text("wrong\n")
+    result = subprocess.run(["bash", str(AGENT)], input=stdin, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "refused" in result.stderr
