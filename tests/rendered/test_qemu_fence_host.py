@@ -215,10 +215,12 @@ def test_agent_with_a_wrong_password_fails(stack_dir, forward):
 
 
 @pytest.mark.parametrize("script", ["cat {file}", "sh -c 'cat {file}'"])
-def test_agent_reads_the_password_through_password_script(stack_dir, forward, tmp_path, script):
+@pytest.mark.parametrize("newline", ["\n", ""])
+def test_agent_reads_the_password_through_password_script(stack_dir, forward, tmp_path, script, newline):
     # hapx configures `cat FILE` (read by the agent itself); any other script runs in a shell.
+    # The nodes' secret file has no trailing newline.
     secret_file = tmp_path / "node-fence-secret"  # the node's copy (stack_dir is tmp_path: not its fence-secret)
-    secret_file.write_text(PASSWORD + "\n")
+    secret_file.write_text(PASSWORD + newline)
     stdin = f"ip=127.0.0.1\nipport={forward}\npassword_script={script.format(file=secret_file)}\naction=status\nport=hapx-node02\n"
     result = subprocess.run(["bash", str(AGENT)], input=stdin, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, "Status: ON"), result.stderr
