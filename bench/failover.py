@@ -103,6 +103,14 @@ WATCH_AFTER_FAULT_S = 15.0
 CUT_S = 20  # how long link-cut keeps the link down
 AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
+# A power-off, kill-haproxy or link-cut hits a settled pair: before the fault, every node
+# must have been at least SETTLE_IDLE_PCT idle over SETTLE_SAMPLE_S (a node
+# that has just booted and rejoined is busy for a minute or two under TCG,
+# and the survivor's CPU is most of hapx's failover). Waited for at most
+# SETTLE_LIMIT_S; what was waited and measured is in the row either way.
+SETTLE_IDLE_PCT = 70.0
+SETTLE_SAMPLE_S = 3
+SETTLE_LIMIT_S = 240
 QEMU_IMAGE_DIR = QemuConfig.model_fields["image_dir"].default  # the labs boot this unless told otherwise
 
 
@@ -132,6 +140,25 @@ def restart_vm(lab: LabStack, node: str) -> None:
     export = lab.workspace.export(lab.stack)
     (vm,) = [r for r in export["deployment"]["resources"] if r["urn"].endswith(f"::hapx-{node}-vm")]
     subprocess.run(["/bin/sh", "-c", vm["inputs"]["create"]], cwd=REPO, check=True, capture_output=True, timeout=120)
+
+
+def idle_percent(lab: LabStack, node: str) -> float:
+    """How idle the node's CPU was over SETTLE_SAMPLE_S (idle + iowait, /proc/stat)."""
+    out = lab.ssh(node, f"head -1 /proc/stat; sleep {SETTLE_SAMPLE_S}; head -1 /proc/stat", timeout=60).stdout.splitlines()
+    before, after = ([int(v) for v in line.split()[1:]] for line in out[:2])
+    spent = [b - a for a, b in zip(before, after)]
+    return 100.0 * (spent[3] + spent[4]) / max(1, sum(spent))
+
+
+def settle(lab: LabStack, record: dict) -> None:
+    """Wait until every node is SETTLE_IDLE_PCT idle (bounded); record it."""
+    started = time.monotonic()
+    while True:
+        idle = {node: round(idle_percent(lab, node), 1) for node in lab.nodes}
+        waited = time.monotonic() - started
+        if min(idle.values()) >= SETTLE_IDLE_PCT or waited > SETTLE_LIMIT_S:
+            break
+    record["settle"] = {"waitedS": round(waited, 1), "idlePercent": idle, "settled": min(idle.values()) >= SETTLE_IDLE_PCT}
 
 
 def clock_offset(lab: LabStack, node: str) -> ClockOffset:
@@ -199,6 +226,7 @@ def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
 
 
 def power_off(lab: LabStack, pair: Pair, record: dict) -> None:
+    settle(lab, record)
     (holder,) = lab.vip_holders()
     (survivor,) = [n for n in lab.nodes if n != holder]
     record.update(faultNode=holder, survivor=survivor)
@@ -216,6 +244,7 @@ def power_off(lab: LabStack, pair: Pair, record: dict) -> None:
 
 
 def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
+    settle(lab, record)
     (holder,) = lab.vip_holders()
     record.update(faultNode=holder)
     with armed_probe(lab, record) as probe:
@@ -235,6 +264,7 @@ def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
 def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
     """Cut the VIP holder's cluster link for CUT_S, then restore it. Both nodes
     stay up; what matters is who holds the VIP meanwhile and after."""
+    settle(lab, record)
     (holder,) = lab.vip_holders()
     (survivor,) = [n for n in lab.nodes if n != holder]
     record.update(faultNode=holder, survivor=survivor)

@@ -26,7 +26,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -74,7 +74,7 @@ PROBE_FIELDS = (
 # The scenario-only figures a row may carry under "scenario".
 SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
-    "failCounts", "backendNow",
+    "failCounts", "backendNow", "settle",
 )  # fmt: skip
 
 
