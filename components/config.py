@@ -312,6 +312,9 @@ class HapxConfig(_Model):
 
 
     _services: tuple[ServiceConfig, ...] = PrivateAttr(())
+    # Services whose certificate hapx:tlsCertificates gives (the others that terminate TLS get a generated one).
+    _given_certificates: frozenset[str] = PrivateAttr(frozenset())
+    given_certificates = property(lambda self: self._given_certificates)
 
     @property
     def all_services(self) -> tuple[ServiceConfig, ...]:
@@ -432,6 +435,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> H
     """Parse and validate every hapx:* key; raise ConfigError on the first problem. `secret_keys`: the keys the stack
     stores encrypted; a secret given in plain text is refused, so `make render` and `pulumi preview` refuse alike."""
     ours = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:") and v is not None}
+    certificates = ours.get("tlsCertificates")  # decrypted in a Pulumi program; absent offline (make render)
     for name in [name for name in SECRET_KEYS if name in ours]:
         how = f"`pulumi config set --secret {NAMESPACE}:{name} <value>` (or `pulumi config rm` it to have one generated)"
         _require(f"{NAMESPACE}:{name}" in secret_keys, name, "is stored in plain text", f"store it encrypted: {how}")
@@ -441,9 +445,28 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> H
         with contextlib.suppress(TypeError, ValueError):  # left as they are: strings, and values YAML already typed
             ours[name] = value if wanted.get(name) is str else json.loads(value)
     try:  # strict, in JSON mode: no true for a number, no "yes" for a boolean; a list is fine for a tuple
-        return HapxConfig.model_validate_json(json.dumps(ours, default=str), strict=True)
+        cfg = HapxConfig.model_validate_json(json.dumps(ours, default=str), strict=True)
     except ValidationError as exc:
         raise _config_error(exc) from None
+    if certificates is not None:
+        cfg._given_certificates = _given_certificates(cfg, certificates)
+    return cfg
+
+
+def _given_certificates(cfg: HapxConfig, value: Any) -> frozenset[str]:
+    """The services hapx:tlsCertificates names, each with a PEM certificate and key. Errors never quote the value."""
+    with contextlib.suppress(TypeError, ValueError):
+        value = json.loads(value) if isinstance(value, str) else value
+    fix = "set it with `pulumi config set --secret --path 'hapx:tlsCertificates.<service>' \"$(cat cert.pem key.pem)\"`"
+    _require(isinstance(value, dict), "tlsCertificates", "is not an object of service name to PEM", fix)
+    terminating = [s.name for s in cfg.all_services if s.terminate_tls]
+    for name, pem in value.items():
+        key = f"tlsCertificates.{name}"
+        problem = f"names no service with terminateTls (those are: {', '.join(terminating) or 'none'})"
+        _require(name in terminating, key, problem, "use a service's name, or set terminateTls: true on it")
+        ok = isinstance(pem, str) and "-----BEGIN CERTIFICATE-----" in pem and re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", pem)
+        _require(ok, key, "is not a PEM certificate (chain) with its private key", "give the certificate, then the key, as PEM")
+    return frozenset(value)
 
 
 def config_from_pulumi() -> HapxConfig:
