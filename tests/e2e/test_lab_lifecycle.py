@@ -113,11 +113,12 @@ def test_backend_change_updates_in_place(lab):
     assert not {n for n in changed if n.endswith(("-ready", "-vm"))}, changed
 
     backend_dir = lab.state_dir / lab.stack / "backends"
-    stand_ins = {p.name: p.read_text() for p in backend_dir.glob("*.pid")}
+    # The reference service's stand-ins (the other services' have dotted names).
+    stand_ins = {p.name: p.read_text() for p in backend_dir.glob("kube-mast*.pid")}
     lab.up()
     assert {node: lab.vm_pid(node) for node in lab.nodes} == pids
     # Only the replaced stand-in was restarted; the others kept serving.
-    after = {p.name: p.read_text() for p in backend_dir.glob("*.pid")}
+    after = {p.name: p.read_text() for p in backend_dir.glob("kube-mast*.pid")}
     assert set(after) == {"kube-mast01.pid", "kube-mast02.pid", "kube-mast04.pid"}
     assert all(after[k] == stand_ins[k] for k in ("kube-mast01.pid", "kube-mast02.pid"))
     assert {node: lab.instance_id(node) for node in lab.nodes} == ids
