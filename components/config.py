@@ -263,7 +263,7 @@ class HapxConfig(_Model):
         _unique("nodes[{}].name", [n.name for n in nodes])
         _unique("nodes[{}].clusterAddress", [n.cluster_address for n in nodes], [f"node {n.name}" for n in nodes])
         taken = {n.cluster_address: f"clusterAddress of node {n.name}" for n in nodes}  # on the cluster segment
-        taken.update({IPv4Address(b.address): f"address of backend {b.name}" for b in backends if _is_ipv4(b.address)})
+        taken.update({IPv4Address(b.address): f"address of backend {b.name}" for b in reversed(backends) if _is_ipv4(b.address)})
         _require(vip not in taken, "vip", f"{vip} is also the {taken.get(vip)}", "pick a VIP that no node or backend uses")
         _require(self.admin_user != "root", "adminUser", "root is not allowed", "use an unprivileged user with sudo, like debian")
         least = int(self.corosync.token_ms * 1.2)  # corosync.conf(5): a shorter consensus makes membership flap
