@@ -119,7 +119,7 @@ class StackSecrets(pulumi.ComponentResource):
             for service, sans in args.generated_certificates.items():
                 kind = " ".join(shlex.quote(part) for part in ("tls-server", service, *sans))
                 # The CA's key reaches the command on stdin only; its output is the secret PEM.
-                command = self._generate(f"{name}-{service}-tls-certificate", GEN_SECRET.format(kind=kind), stdin=ca.stdout)
+                command = self._generate(f"{name}-{service}-tls-certificate", GEN_SECRET.format(kind=kind), stdin=pulumi.Output.secret(ca.stdout))
                 self.tls_pems[service] = pulumi.Output.secret(command.stdout)
         self.register_outputs(
             {
