@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from harness.lab import LabStack
 from harness.wait import wait_for
 from harness.watch import HolderWatch
 from harness.workspace import generated_secrets
@@ -23,11 +22,7 @@ from tests.e2e.conftest import FIGURES
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def lab(workspace, tmp_path_factory):
-    lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
-    yield lab
-    lab.teardown()
+# `lab`: the session's shared lab (tests/e2e/conftest.py); the services tests run on it after the backend change.
 
 
 def test_up_from_nothing_serves_the_vip(lab):
@@ -217,7 +212,10 @@ def test_powering_off_the_vip_holder_moves_the_vip(lab):
 
 
 def test_destroy_leaves_nothing(lab):
-    lab.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
-    assert lab.leftovers() == []
-    resources = lab.workspace.export(lab.stack)["deployment"].get("resources") or []
-    assert resources == []
+    try:
+        lab.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
+        assert lab.leftovers() == []
+        resources = lab.workspace.export(lab.stack)["deployment"].get("resources") or []
+        assert resources == []
+    finally:
+        lab.teardown()  # the lab is the session's: on a failure, clean up now, not after the other labs ran
