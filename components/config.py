@@ -138,7 +138,7 @@ class ServiceConfig(_Model):
     balance: Balance = F(Balance.ROUNDROBIN, "HAProxy's balance algorithm.")
     backends: tuple[ServiceBackendConfig, ...] = F(..., "The servers, one or more (see the backend keys below).")
     check: HealthCheckConfig = F(HealthCheckConfig(), "Health check of every backend (see the check keys below).")
-    terminate_tls: Bool = F(False, "Mode `http`: serve TLS on `ports` with the service's certificate (see TLS below).")
+    terminate_tls: Bool = F(False, "Mode `http`: serve TLS on `ports` with the service's certificate (see below).")
     tls_names: tuple[Text(_DNS_NAME, "use DNS names such as www.example.org"), ...] = F(
         (), "DNS names in a generated certificate, besides the VIP."
     )
