@@ -47,7 +47,10 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as raw
     try:
         with ctx.wrap_socket(raw) as s:
             s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-            print(s.recv(4096).decode().split("\\r\\n\\r\\n", 1)[1].strip())
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+            print(answer.decode().split("\\r\\n\\r\\n", 1)[1].strip())
     except ssl.SSLError as e:
         print("tls-error", e)
 """
@@ -84,9 +87,9 @@ def _auth(lab, password: str | None = None) -> str:
     return f"{outputs['statsUser']}:{password or outputs['statsPassword']}"
 
 
-def _server_status(lab, service: str) -> dict[str, str]:
+def _server_status(lab, service: str, auth: str) -> dict[str, str]:
     """Each server's status in `service`, from the stats page's CSV through the VIP."""
-    status, body = _get_raw(lab, f"http://{_vip(lab)}:{lab.config['hapx:haproxy']['statsPort']}/;csv", _auth(lab))
+    status, body = _get_raw(lab, f"http://{_vip(lab)}:{lab.config['hapx:haproxy']['statsPort']}/;csv", auth)
     assert status == "200", body
     rows = csv.DictReader(io.StringIO(body.lstrip("# ")))
     return {row["svname"]: row["status"] for row in rows if row["pxname"] == service and row["svname"] not in ("FRONTEND", "BACKEND")}
@@ -121,11 +124,12 @@ def test_http_with_tls_termination_and_tcp_passthrough_answer_through_the_vip(la
 def test_http_check_takes_an_unhealthy_backend_out_and_back(lab_up, ca_file):
     lab = lab_up
     marker = lab.state_dir / lab.stack / "backends" / "web.web-a.unhealthy"
-    assert wait_for(lambda: _server_status(lab, "web").get("web-a") == "UP", 30), _server_status(lab, "web")
+    auth = _auth(lab)
+    assert wait_for(lambda: _server_status(lab, "web", auth).get("web-a") == "UP", 30), _server_status(lab, "web", auth)
     started = time.monotonic()
     marker.touch()
     try:
-        assert wait_for(lambda: _server_status(lab, "web").get("web-a") == "DOWN", 30, interval_s=0.5), _server_status(lab, "web")
+        assert wait_for(lambda: _server_status(lab, "web", auth).get("web-a") == "DOWN", 30, interval_s=0.5), _server_status(lab, "web", auth)
         FIGURES["httpCheckDownS"] = round(time.monotonic() - started, 1)
         # Out of the pool: every answer comes from another backend (a sticky entry for it is overridden).
         answers = {_get(lab, f"https://{_vip(lab)}:{WEB}/", ca_file)[1].split()[0] for _ in range(4)}
@@ -133,7 +137,7 @@ def test_http_check_takes_an_unhealthy_backend_out_and_back(lab_up, ca_file):
     finally:
         marker.unlink(missing_ok=True)
     started = time.monotonic()
-    assert wait_for(lambda: _server_status(lab, "web").get("web-a") == "UP", 30, interval_s=0.5), _server_status(lab, "web")
+    assert wait_for(lambda: _server_status(lab, "web", auth).get("web-a") == "UP", 30, interval_s=0.5), _server_status(lab, "web", auth)
     FIGURES["httpCheckUpS"] = round(time.monotonic() - started, 1)
 
 
