@@ -40,14 +40,6 @@ Hypervisor = Enum("Hypervisor", {"VIRTUALBOX": "virtualbox", "QEMU": "qemu"}, ty
 HostOnlyMode = Enum("HostOnlyMode", {"HOSTONLYIF": "hostonlyif", "HOSTONLYNET": "hostonlynet"}, type=str)
 HaproxyRestart = Enum("HaproxyRestart", {"SYSTEMD": "systemd", "PACEMAKER": "pacemaker"}, type=str)
 Accel = Enum("Accel", {"AUTO": "auto", "KVM": "kvm", "TCG": "tcg"}, type=str)
-ServiceMode = Enum("ServiceMode", {"TCP": "tcp", "HTTP": "http"}, type=str)
-Balance = Enum(
-    "Balance",
-    {"ROUNDROBIN": "roundrobin", "STATIC_RR": "static-rr", "LEASTCONN": "leastconn", "FIRST": "first", "SOURCE": "source", "RANDOM": "random"},
-    type=str,
-)
-CheckType = Enum("CheckType", {"TCP": "tcp", "HTTP": "http"}, type=str)
-Persistence = Enum("Persistence", {"NONE": "none", "SOURCE": "source"}, type=str)
 # Annotated metadata that pydantic ignores and errors name: what a value must be, and how to fix one that is not.
 _Hint = NamedTuple("_Hint", [("what", str), ("fix", str)])
 
@@ -111,6 +103,17 @@ class BackendConfig(_Model):
     name: HostName = F(..., "Server name in haproxy.cfg, unique.")
     address: Host = F(..., "IPv4 address or DNS name.")
     port: Port = F(6443, "TCP port.")
+
+
+# Services' closed choices.
+ServiceMode = Enum("ServiceMode", {"TCP": "tcp", "HTTP": "http"}, type=str)
+Balance = Enum(
+    "Balance",
+    {"ROUNDROBIN": "roundrobin", "STATIC_RR": "static-rr", "LEASTCONN": "leastconn", "FIRST": "first", "SOURCE": "source", "RANDOM": "random"},
+    type=str,
+)
+CheckType = Enum("CheckType", {"TCP": "tcp", "HTTP": "http"}, type=str)
+Persistence = Enum("Persistence", {"NONE": "none", "SOURCE": "source"}, type=str)
 
 
 class ServiceBackendConfig(_Model):
@@ -266,6 +269,8 @@ class HapxConfig(_Model):
         taken.update({IPv4Address(b.address): f"address of backend {b.name}" for b in reversed(backends) if _is_ipv4(b.address)})
         _require(vip not in taken, "vip", f"{vip} is also the {taken.get(vip)}", "pick a VIP that no node or backend uses")
         _require(self.admin_user != "root", "adminUser", "root is not allowed", "use an unprivileged user with sudo, like debian")
+        ports = self.haproxy.frontend_port, self.haproxy.stats_port
+        _require(len(set(ports)) == 2, "haproxy.statsPort", f"equals haproxy.frontendPort ({ports[0]})", "use different ports")
         least = int(self.corosync.token_ms * 1.2)  # corosync.conf(5): a shorter consensus makes membership flap
         consensus = self.corosync.consensus_ms or least
         problem = f"{consensus} is less than 1.2 x tokenMs ({least})"
@@ -340,6 +345,8 @@ def _check_services(cfg: HapxConfig) -> tuple[ServiceConfig, ...]:
         _require(services, "backends", "has no backends and hapx:services is empty", fix)
         fix = "remove it: give each service's ports in hapx:services[].ports"
         _require("frontend_port" not in haproxy.model_fields_set, "haproxy.frontendPort", "is set without hapx:backends", fix)
+        problem = f"is {haproxy.frontend_port}, the default hapx:haproxy.frontendPort (kept free for hapx:backends)"
+        _require(haproxy.stats_port != haproxy.frontend_port, "haproxy.statsPort", problem, "use another port")
     offset = 1 if cfg.backends else 0  # services[i] of the config is services[i + offset] here
     key = lambda i: "haproxy.frontendPort" if i < offset else f"services[{i - offset}]"  # noqa: E731
     _unique("services[{}].name", [s.name for s in cfg.services])

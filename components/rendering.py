@@ -17,8 +17,10 @@ from typing import Optional
 
 import jinja2
 
-from .config import CLUSTER_EXPORTER_PORT, CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig, Persistence, ServiceConfig
+from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig
 from .fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID, FENCE_ORDER_ID, FencePlan
+
+from .config import CLUSTER_EXPORTER_PORT, Persistence, ServiceConfig  # noqa: E402  (apart: services)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
