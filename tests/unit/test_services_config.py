@@ -96,8 +96,11 @@ def test_reference_keys_alone_still_work_and_frontend_port_needs_them(dev_raw):
     del raw["hapx:backends"]
     with pytest.raises(ConfigError, match=r"^hapx:haproxy.frontendPort: is set without hapx:backends\. Fix: remove it"):
         parse_config(raw)
+    raw["hapx:haproxy"] = {"statsPort": 6443}
+    with pytest.raises(ConfigError, match=r"^hapx:haproxy.statsPort: is 6443, the default hapx:haproxy.frontendPort"):
+        parse_config(raw)
     del raw["hapx:services"]
-    raw["hapx:haproxy"].pop("frontendPort")
+    raw["hapx:haproxy"] = {}
     with pytest.raises(ConfigError, match=r"^hapx:backends: has no backends and hapx:services is empty"):
         parse_config(raw)
 
