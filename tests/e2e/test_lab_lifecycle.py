@@ -153,7 +153,8 @@ def test_hung_haproxy_fails_the_serving_check(lab):
     lab.ssh(holder, f"sudo kill -STOP {worker}")
     try:
         assert wait_for(lambda: "does not answer" in lab.ssh(holder, "sudo crm_mon -1 2>/dev/null").stdout, 90, interval_s=3), (
-            lab.ssh(holder, "sudo crm_mon -1").stdout
+            f"stopped {worker}; "
+            + lab.ssh(holder, "ps -eo pid,ppid,stat,lstart,args | grep [h]aproxy; sudo ss -ltnp | grep 32700; sudo crm_mon -1").stdout
         )
         # Pacemaker recovers it, and clients are served again.
         assert wait_for(lambda: lab.probe(duration_s=1, interval_ms=50)["failures"] == 0, 90, interval_s=3)
