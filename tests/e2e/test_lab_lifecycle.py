@@ -148,7 +148,9 @@ def test_hung_haproxy_fails_the_serving_check(lab):
     """A haproxy whose process exists but does not answer: only a check that
     asks haproxy something sees it."""
     (holder,) = lab.vip_holders()
-    worker = lab.ssh(holder, "pgrep -n -x haproxy").stdout.strip()
+    # The worker: a child of the unit's master. Not `pgrep -n -x haproxy` alone, which also matches a running
+    # monitor of hapx's resource agent (its file is named haproxy) and then stops that instead.
+    worker = lab.ssh(holder, "pgrep -n -x -P \"$(systemctl show -p MainPID --value haproxy)\" haproxy").stdout.strip()
     assert worker.isdigit()
     lab.ssh(holder, f"sudo kill -STOP {worker}")
     try:
