@@ -23,11 +23,16 @@ cluster = HaproxyCluster(
         stack=pulumi.get_stack(),
         stats_password=stack_config.get_secret("statsPassword"),
         corosync_authkey=stack_config.get_secret("corosyncAuthkey"),
+        tls_certificates=stack_config.get_secret_object("tlsCertificates"),
     ),
 )
 
 pulumi.export("vip", cluster.vip)
 pulumi.export("frontendPort", cluster.frontend_port)
+pulumi.export("services", cluster.services)
+pulumi.export("metricsUrls", cluster.metrics_urls)
+if cluster.tls_ca_certificate is not None:
+    pulumi.export("tlsCaCertificate", cluster.tls_ca_certificate)
 if cluster.lab_namespace is not None:
     pulumi.export("labNamespace", cluster.lab_namespace)
 pulumi.export("statsUrl", cluster.stats_url)

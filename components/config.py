@@ -21,7 +21,7 @@ NAMESPACE = "hapx"
 CLUSTER_NIC = "dmz0"
 MANAGEMENT_NIC = "mgmt0"
 # Read through pulumi.Config.get_secret, never parsed here, and refused unless stored encrypted (`--secret`).
-SECRET_KEYS = ("statsPassword", "corosyncAuthkey")
+SECRET_KEYS = ("statsPassword", "corosyncAuthkey", "tlsCertificates")
 _is_ipv4 = re.compile(r"[\d.]+").fullmatch  # dotted digits: past _host, always a valid IPv4 address
 _HOSTNAME = r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _DNS_NAME = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
@@ -106,14 +106,73 @@ class BackendConfig(_Model):
     port: Port = F(6443, "TCP port.")
 
 
+# Services' closed choices.
+ServiceMode = Enum("ServiceMode", {"TCP": "tcp", "HTTP": "http"}, type=str)
+Balance = Enum(
+    "Balance",
+    {"ROUNDROBIN": "roundrobin", "STATIC_RR": "static-rr", "LEASTCONN": "leastconn", "FIRST": "first", "SOURCE": "source", "RANDOM": "random"},
+    type=str,
+)
+CheckType = Enum("CheckType", {"TCP": "tcp", "HTTP": "http"}, type=str)
+Persistence = Enum("Persistence", {"NONE": "none", "SOURCE": "source"}, type=str)
+
+
+class ServiceBackendConfig(_Model):
+    name: HostName = F(..., "Server name in haproxy.cfg, unique in its service.")
+    address: Host = F(..., "IPv4 address or DNS name.")
+    port: Port = F(..., "TCP port.")
+    weight: Int(0, 256, "a weight") = F(1, "Share of new connections relative to the others; `0`: none (drain).")
+    backup: Bool = F(False, "Used only while every non-backup backend of the service is down.")
+
+
+class HealthCheckConfig(_Model):
+    type: CheckType = F(CheckType.TCP, "`tcp`: a connect (with `tls`, a handshake); `http`: a request (mode `http` only).")
+    method: Text(r"^[A-Z]{1,16}$", "use an HTTP method in capitals, e.g. GET") = F("GET", "HTTP check: the method.")
+    path: Text(r"^/[!-~]*$", "use an absolute path without spaces, e.g. /healthz") = F("/", "HTTP check: the path asked.")
+    expect_status: Int(100, 599, "an HTTP status") = F(200, "HTTP check: the status a healthy backend answers.")
+    tls: Bool = F(False, "Check over TLS (the certificate is not verified); with `backendTls` it always is.")
+
+
+class ServiceConfig(_Model):
+    name: Text(r"^[a-z][a-z0-9-]{0,31}$", "use lowercase letters, digits and '-', starting with a letter") = F(
+        ..., "Unique; names the service's haproxy.cfg sections and its certificate file."
+    )
+    mode: ServiceMode = F(ServiceMode.TCP, "`tcp`: bytes relayed (TLS passes through untouched); `http`: requests.")
+    ports: tuple[Port, ...] = F(..., "Ports clients reach at the VIP, one or more, unique across services.")
+    balance: Balance = F(Balance.ROUNDROBIN, "HAProxy's balance algorithm.")
+    backends: tuple[ServiceBackendConfig, ...] = F(..., "The servers, one or more (see the backend keys below).")
+    check: HealthCheckConfig = F(HealthCheckConfig(), "Health check of every backend (see the check keys below).")
+    terminate_tls: Bool = F(False, "Mode `http`: serve TLS on `ports` with the service's certificate (see below).")
+    tls_names: tuple[Text(_DNS_NAME, "use DNS names such as www.example.org"), ...] = F(
+        (), "DNS names in a generated certificate, besides the VIP."
+    )
+    backend_tls: Bool = F(False, "Mode `http`: TLS to the backends too (their certificates are not verified).")
+    persistence: Persistence = F(Persistence.NONE, "`source`: a client IP keeps its backend, shared by the nodes.")
+    persistence_expire_s: Int(1, 604800, "seconds") = F(1800, "With `persistence`: idle seconds before an entry expires.")
+    # haproxy.cfg section names; the service from hapx:backends keeps the reference's.
+    _sections: tuple[str, str] = PrivateAttr(("", ""))
+
+    frontend_name = property(lambda self: self._sections[0] or self.name)
+    backend_name = property(lambda self: self._sections[1] or self.name)
+
+
+# The service hapx:backends and hapx:haproxy.frontendPort describe: the reference's kube-apiserver pool, TCP.
+DEFAULT_SERVICE = "kubernetes-apiserver"
+DEFAULT_SECTIONS = ("kubernetes-apiserver-https", "kubernetes-master-nodes")
+# What a node serves on loopback, so no service may bind it: the cluster exporter (rendering.py relays it).
+CLUSTER_EXPORTER_PORT = 9664
+RESERVED_PORTS = {CLUSTER_EXPORTER_PORT: "the cluster metrics exporter's port (prometheus-hacluster-exporter, on loopback)"}
+
+
 class NodeSizeConfig(_Model):
     cpus: Int(1, 64) = F(1, "vCPUs per node. Changing it replaces the VMs.")
     memory_mb: Int(256, 1048576, "a size in MiB") = F(512, "Memory per node (MiB). Changing it replaces the VMs.")
 
 
 class HaproxyConfig(_Model):
-    frontend_port: Port = F(6443, "The TCP port clients reach at the VIP.")
-    stats_port: Port = F(32700, "The stats page (HTTP, basic auth). Must differ from `frontendPort`.")
+    frontend_port: Port = F(6443, "The port of the `hapx:backends` service at the VIP.")
+    stats_port: Port = F(32700, "The stats page and metrics (HTTP, basic auth). Must differ from every service port.")
+    peers_port: Port = F(32701, "Where the nodes share stick tables (`persistence`), on `clusterNetwork`.")
     stats_user: Text(r"^[A-Za-z0-9_.-]{1,32}$", "use letters, digits, '_', '.', '-'") = F("admin", "Stats page user name.")
     nameservers: tuple[Nameserver, ...] = F((), "DNS servers for backends given by name. Empty: libc resolves them at start.")
     check_interval_ms: Int(100, 600000, "milliseconds") = F(2000, "Health-check interval per backend.")
@@ -176,7 +235,10 @@ class HapxConfig(_Model):
     dhcp_vlan: Optional[Int(1, 4094, "a VLAN id")] = F(None, "An extra VLAN on the cluster NIC, configured by DHCP.")
     vip: IPv4 = F(..., "The floating IP: a host address in `clusterNetwork`, not a node's or backend's.")
     nodes: tuple[NodeConfig, ...] = F(..., "The nodes, two or more; their order gives corosync node ids.")
-    backends: tuple[BackendConfig, ...] = F((), "HAProxy's servers (health-checked TCP), one or more.", "required")
+    backends: tuple[BackendConfig, ...] = F(
+        (), "The reference's TCP service (`kubernetes-apiserver` on `haproxy.frontendPort`): its servers.", "required¹"
+    )
+    services: tuple[ServiceConfig, ...] = F((), "Services behind the VIP (see below), after the `backends` one.", "required¹")
     admin_user: UserName = F("debian", "The sudo user Pulumi connects as; `root` is refused.")
     node_size: NodeSizeConfig = F(NodeSizeConfig(), "VM size.")
     haproxy: HaproxyConfig = F(HaproxyConfig(), "HAProxy.")
@@ -194,7 +256,9 @@ class HapxConfig(_Model):
     @model_validator(mode="after")
     def _cross_check(self) -> "HapxConfig":
         """Rules between keys, then the defaults that follow from other keys (so build a HapxConfig with parse_config)."""
-        net, vip, nodes, backends, kind = self.cluster_network, self.vip, self.nodes, self.backends, self.hypervisor
+        net, vip, nodes, kind = self.cluster_network, self.vip, self.nodes, self.hypervisor
+        self._services = _check_services(self)
+        backends = [b for service in self._services for b in service.backends]
         _require(net.prefixlen <= 29, "clusterNetwork", f"/{net.prefixlen} leaves too few host addresses", "use /29 or shorter")
         _require(self.dhcp_vlan != self.cluster_vlan, "dhcpVlan", f"equals hapx:clusterVlan ({self.cluster_vlan})", "use another id")
         _in_subnet("vip", vip, net)
@@ -205,11 +269,8 @@ class HapxConfig(_Model):
             _in_subnet(f"nodes[{i}].clusterAddress", node.cluster_address, net)
         _unique("nodes[{}].name", [n.name for n in nodes])
         _unique("nodes[{}].clusterAddress", [n.cluster_address for n in nodes], [f"node {n.name}" for n in nodes])
-        _require(backends, "backends", "has no backends", "list the servers HAProxy balances, each with name, address and port")
-        _unique("backends[{}].name", [b.name for b in backends])
-        _unique("backends[{}]", [f"{b.address}:{b.port}" for b in backends], [f"backend {b.name}" for b in backends])
         taken = {n.cluster_address: f"clusterAddress of node {n.name}" for n in nodes}  # on the cluster segment
-        taken.update({IPv4Address(b.address): f"address of backend {b.name}" for b in backends if _is_ipv4(b.address)})
+        taken.update({IPv4Address(b.address): f"address of backend {b.name}" for b in reversed(backends) if _is_ipv4(b.address)})
         _require(vip not in taken, "vip", f"{vip} is also the {taken.get(vip)}", "pick a VIP that no node or backend uses")
         _require(self.admin_user != "root", "adminUser", "root is not allowed", "use an unprivileged user with sudo, like debian")
         ports = self.haproxy.frontend_port, self.haproxy.stats_port
@@ -254,12 +315,80 @@ class HapxConfig(_Model):
         _require(not (enabled and vbox) or fencing.host_user, "fencing.hostUser", problem, fix)
         # Default ping targets: the backends given as addresses (a node that reaches none of them has nothing to serve).
         targets = fencing.ping_targets
-        targets = tuple(b.address for b in backends if _is_ipv4(b.address)) if targets is None else targets
+        targets = tuple(dict.fromkeys(b.address for b in backends if _is_ipv4(b.address))) if targets is None else targets
         _require(len(set(targets)) == len(targets), "fencing.pingTargets", "lists a target twice", "list each target once")
         host = fencing.host_address or (vbox.host_only_network.ip if enabled and vbox else None)  # the host, as nodes see it
         fencing = fencing.model_copy(update={"enabled": enabled, "ping_targets": targets, "host_address": host})
         corosync = self.corosync.model_copy(update={"consensus_ms": consensus})
         return self.model_copy(update=dict(virtualbox=vbox, qemu=qemu, corosync=corosync, fencing=fencing))
+
+
+    _services: tuple[ServiceConfig, ...] = PrivateAttr(())
+    # Services whose certificate hapx:tlsCertificates gives (the others that terminate TLS get a generated one).
+    _given_certificates: frozenset[str] = PrivateAttr(frozenset())
+    given_certificates = property(lambda self: self._given_certificates)
+
+    @property
+    def all_services(self) -> tuple[ServiceConfig, ...]:
+        """Every service behind the VIP: the one hapx:backends describes (if any), then hapx:services."""
+        return self._services
+
+
+def _check_services(cfg: HapxConfig) -> tuple[ServiceConfig, ...]:
+    """The services, the one from hapx:backends first; the rules between their keys and the other ports."""
+    haproxy, services = cfg.haproxy, list(cfg.services)
+    if cfg.backends:
+        _unique("backends[{}].name", [b.name for b in cfg.backends])
+        _unique("backends[{}]", [f"{b.address}:{b.port}" for b in cfg.backends], [f"backend {b.name}" for b in cfg.backends])
+        reference = ServiceConfig(
+            name=DEFAULT_SERVICE,
+            ports=(haproxy.frontend_port,),
+            backends=tuple(ServiceBackendConfig(name=b.name, address=b.address, port=b.port) for b in cfg.backends),
+        )
+        reference._sections = DEFAULT_SECTIONS
+        services.insert(0, reference)
+    else:
+        fix = "list the servers HAProxy balances, each with name, address and port, or define hapx:services"
+        _require(services, "backends", "has no backends and hapx:services is empty", fix)
+        fix = "remove it: give each service's ports in hapx:services[].ports"
+        _require("frontend_port" not in haproxy.model_fields_set, "haproxy.frontendPort", "is set without hapx:backends", fix)
+        problem = f"is {haproxy.frontend_port}, the default hapx:haproxy.frontendPort (kept free for hapx:backends)"
+        _require(haproxy.stats_port != haproxy.frontend_port, "haproxy.statsPort", problem, "use another port")
+    offset = 1 if cfg.backends else 0  # services[i] of the config is services[i + offset] here
+    key = lambda i: "haproxy.frontendPort" if i < offset else f"services[{i - offset}]"  # noqa: E731
+    _unique("services[{}].name", [s.name for s in cfg.services])
+    for i, service in enumerate(cfg.services):
+        _require(service.name != DEFAULT_SERVICE or not cfg.backends, f"services[{i}].name", f"{DEFAULT_SERVICE!r} is the "
+                 "service of hapx:backends", "use another name, or move hapx:backends into this service and remove it")
+        path, http = f"services[{i}]", service.mode is ServiceMode.HTTP
+        _require(service.ports, f"{path}.ports", "is empty", "list at least one port")
+        _require(service.backends, f"{path}.backends", "is empty", "list the servers, each with name, address and port")
+        _unique(f"{path}.backends[{{}}].name", [b.name for b in service.backends])
+        owners = [f"backend {b.name}" for b in service.backends]
+        _unique(f"{path}.backends[{{}}]", [f"{b.address}:{b.port}" for b in service.backends], owners)
+        _require(any(not b.backup for b in service.backends), f"{path}.backends", "has only backup backends",
+                 "set backup: false on at least one")
+        fix = "set mode: http, or remove it"
+        for name, given in (("terminateTls", service.terminate_tls), ("backendTls", service.backend_tls)):
+            _require(http or not given, f"{path}.{name}", "is for mode http (a tcp service passes TLS through)", fix)
+        _require(http or service.check.type is CheckType.TCP, f"{path}.check.type", "http needs mode http", fix)
+        _require(service.terminate_tls or not service.tls_names, f"{path}.tlsNames", "is set without terminateTls",
+                 "set terminateTls: true, or remove it")
+        asked = service.check.model_fields_set & {"method", "path", "expect_status"}
+        _require(service.check.type is CheckType.HTTP or not asked, f"{path}.check.{to_camel(min(asked or {'x'}))}",
+                 "is for an http check", "set check.type: http, or remove it")
+    ports = [(port, key(i) if i < offset else f"{key(i)}.ports[{j}]") for i, s in enumerate(services) for j, port in enumerate(s.ports)]
+    taken = {haproxy.stats_port: "hapx:haproxy.statsPort", **{p: f"reserved: {what}" for p, what in RESERVED_PORTS.items()}}
+    if any(s.persistence is Persistence.SOURCE for s in services):
+        _require(haproxy.peers_port != haproxy.stats_port, "haproxy.peersPort", f"equals hapx:haproxy.statsPort "
+                 f"({haproxy.stats_port})", "use different ports")
+        taken.setdefault(haproxy.peers_port, "hapx:haproxy.peersPort")
+    for port, path in ports:
+        if path == "haproxy.frontendPort" and taken.get(port) == "hapx:haproxy.statsPort":
+            _require(False, "haproxy.statsPort", f"equals haproxy.frontendPort ({port})", "use different ports")
+        _require(port not in taken, path, f"{port} is {taken.get(port)}", "use another port")
+        taken[port] = f"already used by hapx:{path}"
+    return tuple(services)
 
 
 def _require(ok: Any, path: str, problem: str, fix: str) -> None:
@@ -320,6 +449,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> H
     """Parse and validate every hapx:* key; raise ConfigError on the first problem. `secret_keys`: the keys the stack
     stores encrypted; a secret given in plain text is refused, so `make render` and `pulumi preview` refuse alike."""
     ours = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:") and v is not None}
+    certificates = ours.get("tlsCertificates")  # decrypted in a Pulumi program; absent offline (make render)
     for name in [name for name in SECRET_KEYS if name in ours]:
         how = f"`pulumi config set --secret {NAMESPACE}:{name} <value>` (or `pulumi config rm` it to have one generated)"
         _require(f"{NAMESPACE}:{name}" in secret_keys, name, "is stored in plain text", f"store it encrypted: {how}")
@@ -329,9 +459,28 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> H
         with contextlib.suppress(TypeError, ValueError):  # left as they are: strings, and values YAML already typed
             ours[name] = value if wanted.get(name) is str else json.loads(value)
     try:  # strict, in JSON mode: no true for a number, no "yes" for a boolean; a list is fine for a tuple
-        return HapxConfig.model_validate_json(json.dumps(ours, default=str), strict=True)
+        cfg = HapxConfig.model_validate_json(json.dumps(ours, default=str), strict=True)
     except ValidationError as exc:
         raise _config_error(exc) from None
+    if certificates is not None:
+        cfg._given_certificates = _given_certificates(cfg, certificates)
+    return cfg
+
+
+def _given_certificates(cfg: HapxConfig, value: Any) -> frozenset[str]:
+    """The services hapx:tlsCertificates names, each with a PEM certificate and key. Errors never quote the value."""
+    with contextlib.suppress(TypeError, ValueError):
+        value = json.loads(value) if isinstance(value, str) else value
+    fix = "set it with `pulumi config set --secret --path 'hapx:tlsCertificates.<service>' \"$(cat cert.pem key.pem)\"`"
+    _require(isinstance(value, dict), "tlsCertificates", "is not an object of service name to PEM", fix)
+    terminating = [s.name for s in cfg.all_services if s.terminate_tls]
+    for name, pem in value.items():
+        key = f"tlsCertificates.{name}"
+        problem = f"names no service with terminateTls (those are: {', '.join(terminating) or 'none'})"
+        _require(name in terminating, key, problem, "use a service's name, or set terminateTls: true on it")
+        ok = isinstance(pem, str) and "-----BEGIN CERTIFICATE-----" in pem and re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", pem)
+        _require(ok, key, "is not a PEM certificate (chain) with its private key", "give the certificate, then the key, as PEM")
+    return frozenset(value)
 
 
 def config_from_pulumi() -> HapxConfig:

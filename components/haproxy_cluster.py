@@ -22,7 +22,11 @@ from .drivers.base import HypervisorDriver
 from .fencing import FencePlan
 from .pacemaker_resource_set import PacemakerResourceSet, PacemakerResourceSetArgs
 from .rendering import (
+    CLUSTER_METRICS_PATH,
+    METRICS_PATH,
     STATS_ENV_PATH,
+    cert_path,
+    tls_services,
     ClusterFiles,
     NodeSecrets,
     crm_ids,
@@ -42,6 +46,9 @@ class HaproxyClusterArgs:
     # From stack config when set; generated per stack otherwise.
     stats_password: Optional[pulumi.Input[str]] = None
     corosync_authkey: Optional[pulumi.Input[str]] = None
+    # hapx:tlsCertificates: service name -> PEM (certificate chain, private key),
+    # for the services config.given_certificates names.
+    tls_certificates: Optional[pulumi.Input[dict]] = None
 
 
 class HaproxyCluster(pulumi.ComponentResource):
@@ -56,6 +63,9 @@ class HaproxyCluster(pulumi.ComponentResource):
     known_hosts: pulumi.Output[str]
     admin_private_key: pulumi.Output[str]
     fence_host_public_key: Optional[pulumi.Output[str]]
+    services: pulumi.Output[dict]
+    metrics_urls: pulumi.Output[dict]
+    tls_ca_certificate: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: HaproxyClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hapx:index:HaproxyCluster", name, None, opts)
@@ -67,6 +77,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         cluster_files = render_cluster_files(self._cfg, self._stack, fencing)
 
         self.secrets = self._stack_secrets(args, fencing)
+        self.tls_pems = self._tls_pems(args)
         network = self._driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
         base_vm = self._driver.base_vm(f"{name}-base-vm", pulumi.ResourceOptions(parent=self))
         self.node_vms: list[HapxVm] = []
@@ -108,6 +119,9 @@ class HaproxyCluster(pulumi.ComponentResource):
                 "knownHosts": self.known_hosts,
                 "adminPrivateKey": self.admin_private_key,
                 "fenceHostPublicKey": self.fence_host_public_key,
+                "services": self.services,
+                "metricsUrls": self.metrics_urls,
+                "tlsCaCertificate": self.tls_ca_certificate,
                 "vipNodeAtApply": self.pacemaker.vip_node_at_apply,
             }
         )
@@ -120,9 +134,24 @@ class HaproxyCluster(pulumi.ComponentResource):
                 stats_password=args.stats_password,
                 corosync_authkey=args.corosync_authkey,
                 fence_credential=fencing.credential if fencing else None,
+                # A generated certificate names the VIP, and the service's tlsNames.
+                generated_certificates={
+                    s.name: [f"IP:{self._cfg.vip}", *(f"DNS:{n}" for n in s.tls_names)]
+                    for s in tls_services(self._cfg)
+                    if s.name not in self._cfg.given_certificates
+                },
+                stack=self._stack,
             ),
             pulumi.ResourceOptions(parent=self),
         )
+
+    def _tls_pems(self, args: HaproxyClusterArgs) -> dict[str, pulumi.Output[str]]:
+        """Each TLS-terminating service's PEM file: from hapx:tlsCertificates, or generated."""
+        given = pulumi.Output.secret(args.tls_certificates or {})
+        return {
+            s.name: given.apply(lambda pems, n=s.name: pems[n]) if s.name in self._cfg.given_certificates else self.secrets.tls_pems[s.name]
+            for s in tls_services(self._cfg)
+        }
 
     def _node_vm(
         self,
@@ -143,6 +172,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 host_key.public_key,
                 secrets.corosync_authkey,
                 secrets.stats_password,
+                pulumi.Output.all(*[pulumi.Output.all(name, pem) for name, pem in self.tls_pems.items()]),
             ).apply(
                 lambda v: render_node_files(
                     cfg,
@@ -155,6 +185,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                         host_public_key=v[2],
                         authkey_b64=v[3],
                         stats_password=v[4],
+                        tls_pems=tuple(tuple(pair) for pair in v[5]),
                     ),
                     cluster_files,
                 )
@@ -198,13 +229,28 @@ class HaproxyCluster(pulumi.ComponentResource):
                 for f in node_agent_files(fencing)
             ],
         )
+        # haproxy -c (before haproxy.cfg is installed) reads the certificates: they go first.
+        certificates = [
+            self._node_step(
+                f"{prefix}-{service}-tls",
+                vm,
+                render_template(
+                    "node/push-tls-certificate.sh.j2", path=cert_path(service), service=service, stats_env_path=STATS_ENV_PATH
+                ),
+                stdin=pem,
+                secret=True,
+            )
+            for service, pem in self.tls_pems.items()
+        ]
         steps: list[pulumi.Resource] = [
             vm.ready,
+            *certificates,
             self._node_step(
                 f"{prefix}-haproxy-cfg",
                 vm,
                 render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
                 stdin=cluster_files.haproxy_cfg,
+                after=certificates,
             ),
             self._node_step(
                 f"{prefix}-stats-credentials",
@@ -230,11 +276,37 @@ class HaproxyCluster(pulumi.ComponentResource):
     def _set_outputs(self, network: Optional[pulumi.Resource]) -> None:
         cfg, secrets = self._cfg, self.secrets
         self.vip = pulumi.Output.from_input(str(cfg.vip))
-        self.frontend_port = pulumi.Output.from_input(cfg.haproxy.frontend_port)
+        self.frontend_port = pulumi.Output.from_input(cfg.all_services[0].ports[0])  # the first service's first port
         # Where the VIP can be reached from when the hypervisor keeps the
         # cluster segment in a namespace (the QEMU lab); None otherwise.
         self.lab_namespace = getattr(network, "namespace", None)
         self.stats_url = pulumi.Output.from_input(f"http://{cfg.vip}:{cfg.haproxy.stats_port}/")
+        # Prometheus: through the VIP (the holder's view), and per node (scrape both for every haproxy).
+        stats = f":{cfg.haproxy.stats_port}"
+        self.metrics_urls = pulumi.Output.from_input(
+            {
+                "haproxy": f"http://{cfg.vip}{stats}{METRICS_PATH}",
+                "cluster": f"http://{cfg.vip}{stats}{CLUSTER_METRICS_PATH}",
+                "nodes": {
+                    n.name: {
+                        "haproxy": f"http://{n.cluster_address}{stats}{METRICS_PATH}",
+                        "cluster": f"http://{n.cluster_address}{stats}{CLUSTER_METRICS_PATH}",
+                    }
+                    for n in cfg.nodes
+                },
+            }
+        )
+        self.services = pulumi.Output.from_input(
+            {
+                s.name: {
+                    "mode": s.mode.value,
+                    "urls": [f"{'https' if s.terminate_tls else s.mode.value}://{cfg.vip}:{p}" for p in s.ports],
+                }
+                for s in cfg.all_services
+            }
+        )
+        # The per-stack CA that signed generated certificates: clients trust it. None if none is generated.
+        self.tls_ca_certificate = secrets.tls_ca_certificate
         self.stats_user = pulumi.Output.from_input(cfg.haproxy.stats_user)
         self.stats_password = secrets.stats_password
         self.admin_private_key = secrets.admin_key.private_key
@@ -275,6 +347,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         stdin: Optional[pulumi.Input[str]] = None,
         secret: bool = False,
         rerun_on_change: bool = False,
+        after: Optional[list[pulumi.Resource]] = None,
     ) -> remote.Command:
         """A command on one running node, after it is ready, gone with its VM.
 
@@ -291,7 +364,7 @@ class HaproxyCluster(pulumi.ComponentResource):
             logging=remote.Logging.STDERR if secret else None,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[vm.ready],
+                depends_on=[vm.ready, *(after or [])],
                 deleted_with=vm.vm,
                 additional_secret_outputs=["stdout", "stderr"] if secret else None,
             ),

@@ -20,10 +20,23 @@ import jinja2
 from .config import CLUSTER_NIC, MANAGEMENT_NIC, HapxConfig, NodeConfig, VipAgent
 from .fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID, FENCE_ORDER_ID, FencePlan
 
+from .config import CLUSTER_EXPORTER_PORT, Persistence, ServiceConfig  # noqa: E402  (apart: services)
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
 # haproxy's monitor-uri on the stats listener (see templates/node/ocf-haproxy).
 HEALTH_PATH = "/hapx-health"
+# Prometheus metrics on the stats listener (same credentials as the stats page):
+# HAProxy's own exporter, and the cluster's, relayed from loopback.
+METRICS_PATH = "/metrics"
+CLUSTER_METRICS_PATH = "/cluster-metrics"
+STATS_USERLIST = "hapx-stats"
+# The cluster exporter's arguments (its Debian unit reads ARGS from here): loopback only, haproxy relays it.
+CLUSTER_EXPORTER_ENV_PATH = "/etc/sysconfig/prometheus-ha_cluster_exporter"
+# The peers section that shares stick tables between the nodes.
+PEERS_SECTION = "hapx"
+# A TLS-terminating service's certificate chain and private key, one PEM per service (root only).
+CERT_DIR = "/etc/haproxy/certs"
 # Files hapx installs on every node, from templates/node/.
 OCF_HAPROXY_PATH = "/usr/lib/ocf/resource.d/hapx/haproxy"
 OCF_VIP_PATH = "/usr/lib/ocf/resource.d/hapx/vip"
@@ -88,6 +101,8 @@ class NodeSecrets:
     host_public_key: str
     authkey_b64: str
     stats_password: str
+    # TLS-terminating services' PEM (certificate chain, then private key), by service name.
+    tls_pems: tuple[tuple[str, str], ...] = ()
 
 
 def crm_ids(fencing: Optional[FencePlan]) -> tuple[str, ...]:
@@ -131,6 +146,64 @@ def _is_dns_name(address: str) -> bool:
         return True
 
 
+def cert_path(service: str) -> str:
+    return f"{CERT_DIR}/{service}.pem"
+
+
+def tls_services(cfg: HapxConfig) -> tuple[ServiceConfig, ...]:
+    """The services that terminate TLS (each needs a certificate on every node)."""
+    return tuple(s for s in cfg.all_services if s.terminate_tls)
+
+
+def _service_values(service: ServiceConfig) -> dict:
+    return dict(
+        frontend_name=service.frontend_name,
+        backend_name=service.backend_name,
+        ports=service.ports,
+        mode=service.mode.value,
+        balance=service.balance.value,
+        terminate_tls=service.terminate_tls,
+        cert_path=cert_path(service.name),
+        backend_tls=service.backend_tls,
+        check=dict(service.check.model_dump(), type=service.check.type.value),
+        # A TLS check on a plain server; a server with `ssl` checks over TLS already.
+        check_tls=service.check.tls and not service.backend_tls,
+        persistence=service.persistence is Persistence.SOURCE,
+        persistence_expire_s=service.persistence_expire_s,
+        backends=[
+            dict(b.model_dump(include={"name", "address", "port", "weight", "backup"}), is_dns=_is_dns_name(b.address))
+            for b in service.backends
+        ],
+    )
+
+
+def render_haproxy_cfg(cfg: HapxConfig, stack: str) -> str:
+    services = [_service_values(s) for s in cfg.all_services]
+    shares_tables = any(s["persistence"] for s in services)
+    return render_template(
+        "haproxy.cfg.j2",
+        stack=stack,
+        stats_env_path=STATS_ENV_PATH,
+        uses_dns=any(b["is_dns"] for s in services for b in s["backends"]),
+        nameservers=cfg.haproxy.nameservers,
+        any_tls=any(s["terminate_tls"] for s in services),
+        cert_dir=CERT_DIR,
+        peers=[{"name": n.name, "address": n.cluster_address} for n in cfg.nodes] if shares_tables else [],
+        peers_section=PEERS_SECTION,
+        peers_port=cfg.haproxy.peers_port,
+        services=services,
+        stats_port=cfg.haproxy.stats_port,
+        stats_userlist=STATS_USERLIST,
+        health_path=HEALTH_PATH,
+        metrics_path=METRICS_PATH,
+        cluster_metrics_path=CLUSTER_METRICS_PATH,
+        cluster_exporter_port=CLUSTER_EXPORTER_PORT,
+        check_interval_ms=cfg.haproxy.check_interval_ms,
+        check_fall=cfg.haproxy.check_fall,
+        check_rise=cfg.haproxy.check_rise,
+    )
+
+
 def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePlan]) -> ClusterFiles:
     """The files every node shares; `fencing` is the driver's fence plan (None: off)."""
     corosync_conf = render_template(
@@ -141,25 +214,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         consensus_ms=cfg.corosync.consensus_ms,
         nodes=cfg.nodes,
     )
-    backends = [
-        {"name": b.name, "address": b.address, "port": b.port, "is_dns": _is_dns_name(b.address)} for b in cfg.backends
-    ]
-    haproxy_cfg = render_template(
-        "haproxy.cfg.j2",
-        stack=stack,
-        stats_env_path=STATS_ENV_PATH,
-        uses_dns=any(b["is_dns"] for b in backends),
-        nameservers=cfg.haproxy.nameservers,
-        frontend_name="kubernetes-apiserver-https",
-        backend_name="kubernetes-master-nodes",
-        frontend_port=cfg.haproxy.frontend_port,
-        stats_port=cfg.haproxy.stats_port,
-        health_path=HEALTH_PATH,
-        check_interval_ms=cfg.haproxy.check_interval_ms,
-        check_fall=cfg.haproxy.check_fall,
-        check_rise=cfg.haproxy.check_rise,
-        backends=backends,
-    )
+    haproxy_cfg = render_haproxy_cfg(cfg, stack)
     pm = cfg.pacemaker
     crm_script = render_template(
         "pacemaker.crm.j2",
@@ -203,6 +258,11 @@ def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
     if fencing is not None and fencing.agent_template is not None:
         files.append(NodeAgentFile(f"/usr/sbin/{fencing.agent}", (TEMPLATE_DIR / fencing.agent_template).read_text()))
     return tuple(files)
+
+
+def render_cluster_exporter_env() -> str:
+    # Loopback only: the metrics leave the node through haproxy's stats listener, behind its credentials.
+    return f"ARGS=--web.listen-address=127.0.0.1:{CLUSTER_EXPORTER_PORT}\n"
 
 
 def render_stats_env(user: str, password: str) -> str:
@@ -260,6 +320,9 @@ def render_node_files(
         haproxy_cfg=cluster.haproxy_cfg,
         stats_env=stats_env,
         stats_env_path=STATS_ENV_PATH,
+        tls_files=[{"path": cert_path(name), "pem": pem} for name, pem in secrets.tls_pems],
+        cluster_exporter_env_path=CLUSTER_EXPORTER_ENV_PATH,
+        cluster_exporter_env=render_cluster_exporter_env(),
     )
     return NodeFiles(
         user_data=user_data,
@@ -279,6 +342,7 @@ __all__ = [
     "NodeNetwork",
     "NodeSecrets",
     "render_cluster_files",
+    "render_haproxy_cfg",
     "render_node_files",
     "render_stats_env",
     "sha256_text",

@@ -8,7 +8,8 @@ generated one. Rotating a generated value: `pulumi up --replace <urn>`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
@@ -42,6 +43,18 @@ class StackSecretsArgs:
     # Which fence credential the stack needs (the driver's fence plan says);
     # None: fencing is off.
     fence_credential: Optional[FenceCredential] = None
+    # TLS-terminating services that get a generated certificate, with its
+    # subject alternative names (IP:..., DNS:...); any makes a per-stack CA.
+    generated_certificates: dict[str, list[str]] = field(default_factory=dict)
+    stack: str = "stack"
+
+
+def split_ca(stdout: str) -> str:
+    """The CA certificate from tls-ca's output (its private key, then its certificate)."""
+    begin = stdout.find("-----BEGIN CERTIFICATE-----")
+    if begin < 0:
+        raise ValueError("expected the CA's private key followed by its certificate")
+    return stdout[begin:].strip() + "\n"
 
 
 class SshKeyPair:
@@ -65,6 +78,10 @@ class StackSecrets(pulumi.ComponentResource):
     fence_secret: Optional[pulumi.Output[str]]
     # fence_vbox's public key, for the VirtualBox host's authorized_keys.
     fence_public_key: Optional[pulumi.Output[str]]
+    # The per-stack CA's certificate (public), for clients; None if nothing is generated.
+    tls_ca_certificate: Optional[pulumi.Output[str]]
+    # Generated haproxy PEM files (certificate, CA, private key) by service name.
+    tls_pems: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: StackSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("hapx:index:StackSecrets", name, None, opts)
@@ -95,6 +112,15 @@ class StackSecrets(pulumi.ComponentResource):
             fence_key = SshKeyPair(self._generate(f"{name}-fence-ssh-key", SSH_KEYGEN.format(comment="hapx-fence")))
             self.fence_secret = fence_key.private_key
             self.fence_public_key = fence_key.public_key
+        self.tls_ca_certificate, self.tls_pems = None, {}
+        if args.generated_certificates:
+            ca = self._generate(f"{name}-tls-ca", GEN_SECRET.format(kind=f"tls-ca {shlex.quote(args.stack)}"))
+            self.tls_ca_certificate = pulumi.Output.unsecret(ca.stdout.apply(split_ca))
+            for service, sans in args.generated_certificates.items():
+                kind = " ".join(shlex.quote(part) for part in ("tls-server", service, *sans))
+                # The CA's key reaches the command on stdin only; its output is the secret PEM.
+                command = self._generate(f"{name}-{service}-tls-certificate", GEN_SECRET.format(kind=kind), stdin=pulumi.Output.secret(ca.stdout))
+                self.tls_pems[service] = pulumi.Output.secret(command.stdout)
         self.register_outputs(
             {
                 "adminPublicKey": self.admin_key.public_key,
@@ -104,13 +130,16 @@ class StackSecrets(pulumi.ComponentResource):
                 "corosyncAuthkey": self.corosync_authkey,
                 "fenceSecret": self.fence_secret,
                 "fencePublicKey": self.fence_public_key,
+                "tlsCaCertificate": self.tls_ca_certificate,
+                "tlsPems": self.tls_pems,
             }
         )
 
-    def _generate(self, name: str, create: str) -> local.Command:
+    def _generate(self, name: str, create: str, stdin: Optional[pulumi.Input[str]] = None) -> local.Command:
         return local.Command(
             name,
             create=create,
+            stdin=stdin,
             logging=local.Logging.NONE,
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout", "stderr"]),
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class PulumiWorkspace:
 def generated_secrets(decrypted_export: dict) -> list[str]:
     """The secrets hapx generates, read from `stack export --show-secrets`:
     the output of each generator command under the StackSecrets component
-    (password, authkey; for key pairs, the private key and each of its lines,
+    (password, authkey; for key pairs and TLS PEMs, each private key and each of its lines,
     which must not leak one by one either)."""
     found: list[str] = []
     for resource in decrypted_export["deployment"].get("resources") or []:
@@ -101,9 +102,10 @@ def generated_secrets(decrypted_export: dict) -> list[str]:
         if not stdout:
             continue
         if "PRIVATE KEY" in stdout:
-            block = stdout[stdout.index("-----BEGIN") : stdout.index("PRIVATE KEY-----", stdout.index("-----END")) + 16]
-            found.append(block)
-            found += [line for line in block.splitlines()[1:-1] if len(line) >= 16]
+            # Each private key block; certificates beside them (a TLS PEM file) are public.
+            for block in re.findall(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", stdout, re.S):
+                found.append(block)
+                found += [line for line in block.splitlines()[1:-1] if len(line) >= 16]
         else:
             found.append(stdout.strip())
     return found

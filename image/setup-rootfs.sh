@@ -79,6 +79,15 @@ ConditionPathExists=/etc/corosync/authkey
 UNIT
 done
 systemctl enable corosync.service pacemaker.service >/dev/null 2>&1
+# The cluster metrics exporter listens on all addresses by default, without
+# credentials: it starts only once the seed wrote hapx's arguments (loopback;
+# haproxy relays it behind the stats credentials).
+mkdir -p /etc/systemd/system/ha_cluster_exporter.service.d
+cat > /etc/systemd/system/ha_cluster_exporter.service.d/hapx-seeded.conf <<'UNIT'
+[Unit]
+ConditionPathExists=/etc/sysconfig/prometheus-ha_cluster_exporter
+UNIT
+systemctl enable ha_cluster_exporter.service >/dev/null 2>&1
 systemctl disable haproxy.service keepalived.service >/dev/null 2>&1 || true
 
 # No root password; the admin user from cloud-init logs in with its key.

@@ -37,6 +37,8 @@ TABLE = re.compile(r"(<!-- config-table: (\w+) -->\n)(.*?)(<!-- /config-table --
 SECRET_ROWS = {
     "statsPassword": "Stats page password.",
     "corosyncAuthkey": "Base64 of the corosync authkey (256 random bytes when generated).",
+    "tlsCertificates": "An object: service name to PEM (certificate chain, then private key), for services with "
+    "`terminateTls`; a service it does not name gets a generated certificate.",
 }
 
 # table name -> (model, key prefix) parts; a model's section-object fields get tables of their own.
@@ -44,6 +46,9 @@ TABLES: dict[str, list[tuple[type[BaseModel], str]]] = {
     "cluster": [(config.HapxConfig, "hapx:"), (config.NodeSizeConfig, "hapx:nodeSize.")],
     "nodes": [(config.NodeConfig, "")],
     "backends": [(config.BackendConfig, "")],
+    "services": [(config.ServiceConfig, "")],
+    "service_backends": [(config.ServiceBackendConfig, "")],
+    "service_check": [(config.HealthCheckConfig, "check.")],
     "haproxy": [(config.HaproxyConfig, "")],
     "corosync": [(config.CorosyncConfig, "")],
     "pacemaker": [(config.PacemakerConfig, "")],

@@ -1,9 +1,12 @@
-"""A stand-in kube-apiserver for the QEMU lab: answers every TCP connection
-with a one-line HTTP response naming itself, so a client going through the
-VIP sees which backend HAProxy picked.
+"""A stand-in backend for the QEMU lab: answers every TCP connection with a
+one-line HTTP response naming itself, so a client going through the VIP sees
+which backend HAProxy picked.
 
     python tools/lab_backend.py --name kube-mast01 --listen 192.168.4.11:6443 \
-        [--pidfile FILE --daemon]
+        [--unhealthy-file FILE] [--tls-cert PEM] [--pidfile FILE --daemon]
+
+--unhealthy-file: while FILE exists, answer 503 (an HTTP health check fails).
+--tls-cert: speak TLS with this certificate and key (one PEM file).
 
 It runs inside the lab's network namespace (lab-backends.sh starts it there)
 and only ever listens; it never connects anywhere.
@@ -16,6 +19,7 @@ import os
 import signal
 import socket
 import socketserver
+import ssl
 import sys
 
 READ_TIMEOUT_S = 2.0
@@ -25,6 +29,11 @@ class StandInHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         conn: socket.socket = self.request
         conn.settimeout(READ_TIMEOUT_S)
+        if self.server.tls is not None:
+            try:
+                conn = self.server.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):
+                return  # a TLS health check may hang up after the handshake
         try:
             # Health checks connect and close without sending; clients send a
             # request line. Either way, answer once and close.
@@ -34,7 +43,9 @@ class StandInHandler(socketserver.BaseRequestHandler):
         # The caller's address says which haproxy node relayed the request,
         # so a client can tell when the VIP moved to the other node.
         body = f"{self.server.backend_name} via {self.client_address[0]}\n".encode()
-        response = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+        unhealthy = self.server.unhealthy_file and os.path.exists(self.server.unhealthy_file)
+        status = b"503 Service Unavailable" if unhealthy else b"200 OK"
+        response = b"HTTP/1.0 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
             len(body),
             body,
         )
@@ -48,9 +59,14 @@ class StandInServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], backend_name: str):
+    def __init__(self, address: tuple[str, int], backend_name: str, unhealthy_file: str | None, tls_cert: str | None):
         super().__init__(address, StandInHandler)
         self.backend_name = backend_name
+        self.unhealthy_file = unhealthy_file
+        self.tls: ssl.SSLContext | None = None
+        if tls_cert:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(tls_cert)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -78,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True)
     parser.add_argument("--listen", required=True, type=parse_listen)
+    parser.add_argument("--unhealthy-file")
+    parser.add_argument("--tls-cert")
     parser.add_argument("--pidfile")
     parser.add_argument("--daemon", action="store_true")
     args = parser.parse_args(argv)
 
     # Bind before detaching, so a bad address fails the starting command.
-    server = StandInServer(args.listen, args.name)
+    server = StandInServer(args.listen, args.name, args.unhealthy_file, args.tls_cert)
     if args.daemon:
         if not args.pidfile:
             parser.error("--daemon needs --pidfile")

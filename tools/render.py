@@ -6,7 +6,7 @@ Like `helm template`: reads Pulumi.<stack>.yaml, validates it with the same
 parser the program uses, and writes per node user-data, meta-data,
 network-config and the hypervisor scripts, plus the cluster-wide
 haproxy.cfg, corosync.conf and pacemaker.crm. Secrets (keys, authkey,
-stats password) are never read: placeholders stand in for them, so the
+stats password, TLS certificates and keys) are never read: placeholders stand in for them, so the
 output can be shared and reviewed.
 """
 
@@ -28,13 +28,17 @@ from components.rendering import NodeSecrets, render_cluster_files, render_node_
 PLACEHOLDER_KEY = "<secret: SSH host private key, generated per stack, kept in Pulumi state>"
 
 
-def placeholder_secrets(node: str) -> NodeSecrets:
+def placeholder_secrets(node: str, tls_services: tuple[str, ...] = ()) -> NodeSecrets:
     return NodeSecrets(
         admin_public_key="ssh-ed25519 <public: generated per stack> hapx-admin",
         host_private_key=PLACEHOLDER_KEY,
         host_public_key=f"ssh-ed25519 <public: generated per stack> {node}-host",
         authkey_b64="<secret: hapx:corosyncAuthkey or generated per stack>",
         stats_password="<secret: hapx:statsPassword or generated per stack>",
+        tls_pems=tuple(
+            (name, f"<secret: {name}'s certificate and private key, from hapx:tlsCertificates or generated per stack>")
+            for name in tls_services
+        ),
     )
 
 
@@ -68,7 +72,8 @@ def render(stack: str, out: Path, root: Path = REPO) -> list[Path]:
     write("pacemaker.crm", cluster.crm_script)
     for index, node in enumerate(cfg.nodes):
         spec = driver.vm_spec(node, index)
-        files = render_node_files(cfg, stack, node, spec.network, placeholder_secrets(node.name), cluster)
+        secrets = placeholder_secrets(node.name, tuple(s.name for s in cfg.all_services if s.terminate_tls))
+        files = render_node_files(cfg, stack, node, spec.network, secrets, cluster)
         write(f"{node.name}/user-data", files.user_data)
         write(f"{node.name}/meta-data", files.meta_data)
         write(f"{node.name}/network-config", files.network_config)

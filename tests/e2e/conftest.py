@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.lab import LabStack
 from harness.workspace import PulumiWorkspace
 
 # HAPX_IMAGE_DIR: try the tests on an image built elsewhere (make image writes the default).
@@ -45,3 +46,30 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> PulumiWorkspace:
     return PulumiWorkspace(tmp_path_factory.mktemp("pulumi"))
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """The one lab the lifecycle and services tests share (one `pulumi up` for both): its tests run in the order
+    pytest_collection_modifyitems sets, destroy last; teardown removes whatever a failure left."""
+    workspace = PulumiWorkspace(tmp_path_factory.mktemp("pulumi-lab"))
+    lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
+    yield lab
+    lab.teardown()
+
+
+# The shared lab's story: up and the checks on a fresh stack (lifecycle up to the
+# backend change), then the services (they move the VIP and put it back), then
+# the faults, destroy last.
+SERVICES_AFTER = "test_backend_change_updates_in_place"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    services = [item for item in items if item.module.__name__.endswith("test_lab_services")]
+    if not services:
+        return
+    rest = [item for item in items if item not in services]
+    anchor = next((i for i, item in enumerate(rest) if item.name == SERVICES_AFTER), None)
+    if anchor is None:  # run on their own: the services tests bring the lab up themselves
+        return
+    items[:] = rest[: anchor + 1] + services + rest[anchor + 1 :]

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from harness.lab import LabStack
 from harness.wait import wait_for
 from harness.watch import HolderWatch
 from harness.workspace import generated_secrets
@@ -23,11 +22,7 @@ from tests.e2e.conftest import FIGURES
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def lab(workspace, tmp_path_factory):
-    lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
-    yield lab
-    lab.teardown()
+# `lab`: the session's shared lab (tests/e2e/conftest.py); the services tests run on it after the backend change.
 
 
 def test_up_from_nothing_serves_the_vip(lab):
@@ -113,11 +108,12 @@ def test_backend_change_updates_in_place(lab):
     assert not {n for n in changed if n.endswith(("-ready", "-vm"))}, changed
 
     backend_dir = lab.state_dir / lab.stack / "backends"
-    stand_ins = {p.name: p.read_text() for p in backend_dir.glob("*.pid")}
+    # The reference service's stand-ins (the other services' have dotted names).
+    stand_ins = {p.name: p.read_text() for p in backend_dir.glob("kube-mast*.pid")}
     lab.up()
     assert {node: lab.vm_pid(node) for node in lab.nodes} == pids
     # Only the replaced stand-in was restarted; the others kept serving.
-    after = {p.name: p.read_text() for p in backend_dir.glob("*.pid")}
+    after = {p.name: p.read_text() for p in backend_dir.glob("kube-mast*.pid")}
     assert set(after) == {"kube-mast01.pid", "kube-mast02.pid", "kube-mast04.pid"}
     assert all(after[k] == stand_ins[k] for k in ("kube-mast01.pid", "kube-mast02.pid"))
     assert {node: lab.instance_id(node) for node in lab.nodes} == ids
@@ -152,12 +148,15 @@ def test_hung_haproxy_fails_the_serving_check(lab):
     """A haproxy whose process exists but does not answer: only a check that
     asks haproxy something sees it."""
     (holder,) = lab.vip_holders()
-    worker = lab.ssh(holder, "pgrep -n -x haproxy").stdout.strip()
+    # The worker: a child of the unit's master. Not `pgrep -n -x haproxy` alone, which also matches a running
+    # monitor of hapx's resource agent (its file is named haproxy) and then stops that instead.
+    worker = lab.ssh(holder, "pgrep -n -x -P \"$(systemctl show -p MainPID --value haproxy)\" haproxy").stdout.strip()
     assert worker.isdigit()
     lab.ssh(holder, f"sudo kill -STOP {worker}")
     try:
         assert wait_for(lambda: "does not answer" in lab.ssh(holder, "sudo crm_mon -1 2>/dev/null").stdout, 90, interval_s=3), (
-            lab.ssh(holder, "sudo crm_mon -1").stdout
+            f"stopped {worker}; "
+            + lab.ssh(holder, "ps -eo pid,ppid,stat,lstart,args | grep [h]aproxy; sudo ss -ltnp | grep 32700; sudo crm_mon -1").stdout
         )
         # Pacemaker recovers it, and clients are served again.
         assert wait_for(lambda: lab.probe(duration_s=1, interval_ms=50)["failures"] == 0, 90, interval_s=3)
@@ -216,7 +215,10 @@ def test_powering_off_the_vip_holder_moves_the_vip(lab):
 
 
 def test_destroy_leaves_nothing(lab):
-    lab.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
-    assert lab.leftovers() == []
-    resources = lab.workspace.export(lab.stack)["deployment"].get("resources") or []
-    assert resources == []
+    try:
+        lab.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
+        assert lab.leftovers() == []
+        resources = lab.workspace.export(lab.stack)["deployment"].get("resources") or []
+        assert resources == []
+    finally:
+        lab.teardown()  # the lab is the session's: on a failure, clean up now, not after the other labs ran

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -74,6 +75,11 @@ NETWORKS = {
         "hapx-fence-host-secret": ("command:local:Command", "hapx-fence-host"),
         "hapx-hapx-node01-fence-credential": ("command:remote:Command", "hapx"),
         "hapx-hapx-node02-fence-credential": ("command:remote:Command", "hapx"),
+        # The web service terminates TLS: a per-stack CA, its certificate, a copy on each node.
+        "hapx-secrets-tls-ca": ("command:local:Command", "hapx-secrets"),
+        "hapx-secrets-web-tls-certificate": ("command:local:Command", "hapx-secrets"),
+        "hapx-hapx-node01-web-tls": ("command:remote:Command", "hapx"),
+        "hapx-hapx-node02-web-tls": ("command:remote:Command", "hapx"),
     },
 }
 
@@ -135,6 +141,9 @@ def test_preview_orders_network_seed_vm_cluster_crm(workspace):
     assert not reaches("hapx-hapx-node01-vm", "hapx-pacemaker-apply")
 
 
+SERVICE = {"name": "web", "mode": "http", "ports": [443], "backends": [{"name": "w1", "address": "192.168.4.11", "port": 80}]}
+
+
 @pytest.mark.parametrize(
     "mutate, key, fix",
     [
@@ -142,13 +151,18 @@ def test_preview_orders_network_seed_vm_cluster_crm(workspace):
         (lambda c: c["hapx:nodes"].pop(), "hapx:nodes", "at least two"),
         (lambda c: c.update({"hapx:backends": []}), "hapx:backends", "Fix:"),
         (lambda c: c.update({"hapx:colour": "blue"}), "hapx:colour", "Fix:"),
+        (lambda c: c.update({"hapx:services": [SERVICE, {**SERVICE, "name": "api"}]}), "hapx:services[1].ports[0]", "another port"),
+        (lambda c: c.update({"hapx:services": [{**SERVICE, "mode": "tcp", "check": {"type": "http"}}]}), "hapx:services[0].check.type",
+         "set mode: http"),
+        (lambda c: c.update({"hapx:services": [SERVICE]}) or c.pop("hapx:backends"), "hapx:haproxy.frontendPort",
+         "hapx:services[].ports"),
     ],
-    ids=["vip-outside-subnet", "one-node", "no-backends", "unknown-key"],
+    ids=["vip-outside-subnet", "one-node", "no-backends", "unknown-key", "service-port-twice", "http-check-on-tcp", "frontend-port-alone"],
 )
 def test_invalid_config_fails_preview_and_creates_nothing(workspace, mutate, key, fix):
     config = copy.deepcopy(stack_config("dev"))
     mutate(config)
-    name = "bad-" + key.split(":")[1]
+    name = "bad-" + re.sub(r"[^A-Za-z0-9.-]", "-", key.split(":")[1])
     workspace.init_stack(name, config)
     proc = workspace.run("preview", stack=name)
     output = proc.stdout + proc.stderr

@@ -89,3 +89,21 @@ def test_seed_tool_writes_atomically_with_private_mode(tmp_path):
     assert result.returncode == 0, result.stderr
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     assert "#cloud-config" not in result.stdout, "the tool must not echo seed content"
+
+
+def test_lab_user_data_carries_the_certificate_and_the_exporter_on_loopback(tmp_path):
+    out = tmp_path / "lab"
+    result = run([str(REPO / ".venv/bin/python"), "-m", "tools.render", "--stack", "lab", "--out", str(out)], cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    user_data = out / "hapx-node01" / "user-data"
+    schema = run([require_tool("cloud-init"), "schema", "--config-file", str(user_data)])
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    data = yaml.safe_load(user_data.read_text())
+    paths = {f["path"]: f for f in data["write_files"]}
+    # The web service's certificate and key: root's alone (a placeholder here; the real one only in the seed ISO).
+    assert paths["/etc/haproxy/certs/web.pem"]["permissions"] == "0600" and paths["/etc/haproxy/certs/web.pem"]["owner"] == "root:root"
+    assert "<secret: web's certificate and private key" in paths["/etc/haproxy/certs/web.pem"]["content"]
+    # The cluster exporter listens on loopback only; haproxy relays it behind the stats credentials.
+    assert paths["/etc/sysconfig/prometheus-ha_cluster_exporter"]["content"] == "ARGS=--web.listen-address=127.0.0.1:9664\n"
+    assert "restart ha_cluster_exporter" in json.dumps(data["runcmd"])
+    assert "server exporter 127.0.0.1:9664" in (out / "haproxy.cfg").read_text()

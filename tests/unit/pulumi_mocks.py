@@ -13,6 +13,9 @@ import pulumi
 from pulumi.runtime import rpc
 
 # A made-up key pair in ssh-keygen's output shape (not a real key).
+FAKE_CA_KEY = "-----BEGIN PRIVATE KEY-----\nfake-ca-key\n-----END PRIVATE KEY-----\n"
+FAKE_CA_CERT = "-----BEGIN CERTIFICATE-----\nfake-ca\n-----END CERTIFICATE-----\n"
+FAKE_SERVER_KEY = "-----BEGIN PRIVATE KEY-----\nfake-server-key\n-----END PRIVATE KEY-----\n"
 FAKE_KEYPAIR = (Path(__file__).resolve().parent.parent / "fixtures" / "fake_keypair.txt").read_text()
 
 
@@ -40,6 +43,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 state["stdout"] = "p4ssw0rdp4ssw0rdp4ssw0rdp4ssw0rd"
             elif "gen_secret.py authkey" in create:
                 state["stdout"] = "a2V5a2V5a2V5"
+            elif "gen_secret.py tls-ca" in create:  # made-up PEM blocks in tls-ca's output shape
+                state["stdout"] = FAKE_CA_KEY + FAKE_CA_CERT
+            elif "gen_secret.py tls-server" in create:
+                state["stdout"] = f"-----BEGIN CERTIFICATE-----\nserver-of-{args.name}\n-----END CERTIFICATE-----\n" + FAKE_CA_CERT + FAKE_SERVER_KEY
             elif "clonevm" in create:
                 state["stdout"] = f"vbox-uuid=uuid-of-{args.name}\n"
             else:

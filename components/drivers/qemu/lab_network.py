@@ -17,7 +17,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import local
 
-from ...config import BackendConfig, HapxConfig
+from ...config import DEFAULT_SERVICE, CheckType, HapxConfig, ServiceMode
 from ...rendering import render_template
 from ..base import stable_mac
 from .lab import LAB_BRIDGE, lab_device
@@ -26,16 +26,36 @@ LAB_BRIDGE_OUI = "02:68:78"  # locally administered ("hx")
 LAB_PYTHON = ".venv/bin/python"
 
 
-def stand_in_backends(cfg: HapxConfig) -> list[BackendConfig]:
-    """Backends the lab serves itself: those with an address on the cluster network."""
+@dataclass(frozen=True)
+class StandIn:
+    """One stand-in backend: `id` names its pid file, `name` is what it answers with."""
+
+    id: str
+    name: str
+    address: str
+    port: int
+    # tcp: a one-line HTTP answer to any connection; http: the same, failing
+    # its health check while <id>.unhealthy exists in the run dir; tls: tcp inside TLS.
+    kind: str
+
+
+def stand_in_backends(cfg: HapxConfig) -> list[StandIn]:
+    """Backends the lab serves itself: those with an address on the cluster network, for every service."""
     hosted = []
-    for backend in cfg.backends:
-        try:
-            address = ipaddress.IPv4Address(backend.address)
-        except ValueError:
-            continue  # a DNS name: not something the lab can stand in for
-        if address in cfg.cluster_network:
-            hosted.append(backend)
+    for service in cfg.all_services:
+        if service.mode is ServiceMode.HTTP:
+            kind = "tls" if service.backend_tls else "http"
+        else:
+            kind = "tls" if service.check.tls else "tcp"
+        for backend in service.backends:
+            try:
+                address = ipaddress.IPv4Address(backend.address)
+            except ValueError:
+                continue  # a DNS name: not something the lab can stand in for
+            if address in cfg.cluster_network:
+                # The reference's stand-ins keep their plain names (the bench and tests know them).
+                ident = backend.name if service.name == DEFAULT_SERVICE else f"{service.name}.{backend.name}"
+                hosted.append(StandIn(ident, backend.name, backend.address, backend.port, kind))
     return hosted
 
 
@@ -56,7 +76,7 @@ class QemuLabNetwork(pulumi.ComponentResource):
         assert cfg.qemu is not None and cfg.qemu.lab_client_address is not None
         prefix = cfg.cluster_network.prefixlen
         stand_ins = stand_in_backends(cfg)
-        addresses = [f"{cfg.qemu.lab_client_address}/{prefix}"] + [f"{b.address}/{prefix}" for b in stand_ins]
+        addresses = [f"{cfg.qemu.lab_client_address}/{prefix}"] + list(dict.fromkeys(f"{b.address}/{prefix}" for b in stand_ins))
         values = dict(
             namespace=cfg.qemu.lab_namespace,
             bridge=LAB_BRIDGE,

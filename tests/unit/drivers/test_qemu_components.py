@@ -56,6 +56,13 @@ def test_lab_network_is_a_namespace_with_stand_in_backends(lab):
         assert "ip netns delete" in segment.inputs["delete"]
         assert depends("lab-network-backends", "lab-network-segment")
         assert "kube-mast01 192.168.4.11:6443" in backends.inputs["create"]
+        # The other services' stand-ins share those addresses (each added once), on their own ports:
+        # HTTP ones that can be made to fail their check, TLS ones for the passthrough service.
+        assert segment.inputs["create"].count("addr replace 192.168.4.11/27") == 1
+        create = backends.inputs["create"]
+        assert "web.web-a 192.168.4.11:8080" in create and "tls-passthrough.tls-b 192.168.4.12:9443" in create
+        assert '--unhealthy-file "$run_dir/web.web-a.unhealthy"' in create
+        assert create.count('--tls-cert "$run_dir/stand-in-tls.pem"') == 2
         # The VMs attach to the segment: they wait for the network component.
         for node in NODES:
             assert depends(f"lab-{node}-vm", "lab-network-segment") and depends(f"lab-{node}-vm", "lab-network-backends")
