@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 BEFORE_FAULT_S = 5.0
 # Whose lines are read: the cluster's daemons and the VIP agents. IPaddr2
 # logs through `logger` as "IPaddr2(<resource>)", hapx's agent as
-# "vip(<resource>)". haproxy is left out: it
+# "vip(<resource>)" (kept with --keep-journals). haproxy is left out: it
 # logs every request.
 IDENTIFIERS = (
     "corosync", "pacemaker-controld", "pacemaker-schedulerd", "pacemaker-fenced", "pacemaker-based",
@@ -78,7 +78,10 @@ PATTERNS: dict[str, tuple[Phase, ...]] = {
         Phase("fencingStartS", "fencing start", r"^pacemaker-controld$", r"Requesting fencing \(\w+\) of node"),
         Phase("fencingEndS", "fencing done", r"^pacemaker-fenced$", r"Operation '\w+' targeting \S+ by \S+ for \S+: OK"),
         Phase("vipStartS", "VIP start", r"^pacemaker-controld$", rf"Initiating start operation {_VIP}_start_0"),
-        Phase("vipAddressS", "VIP address added", rf"^(IPaddr2|vip)\({_VIP}\)$", r"Adding inet address|^added \S+ to "),
+        # IPaddr2 only: hapx's agent writes its line in the background once
+        # the address is on (and often after Pacemaker has its result), so
+        # its line would be no phase; for it, VIP start to VIP started is all.
+        Phase("vipAddressS", "VIP address added (IPaddr2)", rf"^IPaddr2\({_VIP}\)$", r"Adding inet address"),
         Phase("vipStartedS", "VIP started", r"^pacemaker-controld$", rf"Result of start operation for {_VIP} on \S+: ok"),
     ),
     # keepalived 2.2 at its default log level prints the state change only

@@ -39,7 +39,7 @@ PROFILE_COLOURS = {"reference": "#7f7f7f", "hapx": "#1f77b4", "keepalived": "#ff
 PHASE_MARKERS = (
     ("membershipS", "^", "new membership"),
     ("fencingEndS", "s", "fencing done"),
-    ("vipAddressS", "v", "VIP address added (VIP agent)"),
+    ("vipAddressS", "v", "VIP address added (IPaddr2)"),
     ("vipStartedS", "o", "VIP started (Pacemaker)"),
     ("masterS", "D", "VRRP master (keepalived)"),
     ("firstAnsweredS", "|", "first answered (probe)"),

@@ -164,3 +164,10 @@ def test_a_journal_that_cannot_be_read_leaves_the_phases_null_with_the_reason():
               "probe": {"faultAt": meta["faultAt"]}}  # fmt: skip
     failover.read_phases(JournalLab("", returncode=255), failover.PACEMAKER, record)
     assert "phases" not in record and "journalctl failed (255): journal gone" in record["phasesError"]
+
+
+def test_hapx_vip_agents_background_line_is_not_a_phase():
+    # ocf:hapx:vip logs after the fact (in the background): never taken as the address phase.
+    line = phases.JournalLine(at=10.5, identifier="vip(hapx-vip)", message="added 192.168.4.20/27 to dmz0; 5 gratuitous ARPs every 200 ms")
+    found = phases.find_phases([line], "pacemaker", 10.0)
+    assert found["vipAddressS"] is None
