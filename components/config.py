@@ -248,7 +248,7 @@ class HapxConfig(_Model):
     virtualbox: Optional[VirtualBoxConfig] = F(None, "VirtualBox driver (with `hypervisor: virtualbox`).")
     qemu: Optional[QemuConfig] = F(None, "QEMU lab driver (with `hypervisor: qemu`).")
 
-    # Where IPaddr2 puts the VIP: the VLAN interface on each node that carries the ring, its prefix and broadcast.
+    # Where the VIP agent puts the VIP: the VLAN interface on each node that carries the ring, its prefix and broadcast.
     vip_interface = property(lambda self: f"{CLUSTER_NIC}.{self.cluster_vlan}" if self.cluster_vlan else CLUSTER_NIC)
     vip_prefix_length = property(lambda self: self.cluster_network.prefixlen)
     vip_broadcast = property(lambda self: self.cluster_network.broadcast_address)
