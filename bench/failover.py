@@ -58,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -154,7 +155,10 @@ def settle(lab: LabStack, record: dict) -> None:
     """Wait until every node is SETTLE_IDLE_PCT idle (bounded); record it."""
     started = time.monotonic()
     while True:
-        idle = {node: round(idle_percent(lab, node), 1) for node in lab.nodes}
+        # Both nodes over the same seconds, and one sample's wait, not one per node.
+        with ThreadPoolExecutor(len(lab.nodes)) as pool:
+            samples = pool.map(lambda node: round(idle_percent(lab, node), 1), lab.nodes)
+        idle = dict(zip(lab.nodes, samples))
         waited = time.monotonic() - started
         if min(idle.values()) >= SETTLE_IDLE_PCT or waited > SETTLE_LIMIT_S:
             break
