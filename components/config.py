@@ -224,6 +224,12 @@ class QemuConfig(_Model):
     ssh_port_base: Int(1024, 65000, "a TCP port") = F(2220, "Node *i* listens on `127.0.0.1:(sshPortBase + i)` for SSH.")
     lab_namespace: Netns = F("hapx-lab", "Network namespace of the cluster segment, the stand-in backends and the lab's clients.")
     lab_client_address: Optional[IPv4] = F(None, "The lab's own address on the cluster segment.", "last host of `clusterNetwork`")
+    # Under TCG the guest stalls for a few hundred ms whenever QEMU's
+    # translation cache fills and is flushed; an idle lab node fills 256 MiB
+    # in about a minute (docs/troubleshooting.md).
+    translation_cache_mb: Int(64, 16384, "a size in MiB") = F(
+        2048, "TCG's translation cache per VM, in MiB of host memory (used as it fills); unused under KVM."
+    )
 
 
 class HapxConfig(_Model):

@@ -273,6 +273,9 @@ def test_defaults_that_follow_other_keys(lab_raw):
     # The lab's client takes the last host of the cluster network, unless that is taken.
     assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 500)
     assert [n.node_id for n in lab.nodes] == [1, 2]
+    assert lab.qemu.translation_cache_mb == 2048
+    with pytest.raises(ConfigError, match=r"^hapx:qemu.translationCacheMb: .*set it to a size in MiB, from 64 to 16384"):
+        parse_config({**lab_raw, "hapx:qemu": {**lab_raw["hapx:qemu"], "translationCacheMb": 32}})
     lab_raw["hapx:qemu"]["labClientAddress"] = "192.168.4.11"
     with pytest.raises(ConfigError, match=r"hapx:qemu.labClientAddress: 192.168.4.11 is already the address of backend kube-mast01"):
         parse_config(lab_raw)

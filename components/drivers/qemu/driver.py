@@ -116,6 +116,7 @@ class QemuDriver(HypervisorDriver):
             tap=self.tap_name(spec.node),
             process_name=self.process_name(spec.node),
             accel=self.qemu.accel.value,
+            translation_cache_mb=self.qemu.translation_cache_mb,
             cpus=spec.cpus,
             memory_mb=spec.memory_mb,
             disk_size=DISK_SIZE,

@@ -76,6 +76,8 @@ def test_vm_scripts_start_qemu_on_the_lab_bridge_with_the_fence_forward(lab):
         for index, node in enumerate(NODES):
             create = MOCKS.resources[f"lab-{node}-vm"].inputs["create"]
             assert "qemu-system-x86_64" in create
+            # The default translation cache (hapx:qemu.translationCacheMb).
+            assert 'accel_opts="tcg,tb-size=2048"' in create
             assert f"tap={tap_name(STACK, node)}" in create
             assert f"hostfwd=tcp:127.0.0.1:{2220 + index}-:22" in create
             # Fencing is on in the lab: the node reaches the host helper.
