@@ -27,7 +27,7 @@ import json
 import math
 from pathlib import Path
 
-from bench.results import SCHEMA_VERSION
+from bench.results import READABLE_VERSIONS
 
 WIDTH_PX, HEIGHT_PX, DPI = 1200, 800, 100
 X_FROM_S, X_TO_S = -2.0, 15.0
@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="directory for the PNGs (default: beside the JSON)")
     args = parser.parse_args(argv)
     document = json.loads(args.results.read_text())
-    if document.get("schemaVersion") != SCHEMA_VERSION:
-        parser.error(f"{args.results}: schemaVersion {document.get('schemaVersion')!r}, this plots {SCHEMA_VERSION}")
+    if document.get("schemaVersion") not in READABLE_VERSIONS:
+        versions = ", ".join(map(str, READABLE_VERSIONS))
+        parser.error(f"{args.results}: schemaVersion {document.get('schemaVersion')!r}, this plots {versions}")
     for path in draw_all(document, args.out or args.results.parent):
         print(f"[bench] picture: {path}")
     return 0

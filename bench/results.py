@@ -26,7 +26,10 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Versions whose runs read the same as this one's (3 only added
+# translationCacheFlushes to the idle soak's scenario figures).
+READABLE_VERSIONS = (2, 3)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -74,7 +77,7 @@ PROBE_FIELDS = (
 # The scenario-only figures a row may carry under "scenario".
 SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
-    "failCounts", "backendNow", "settle",
+    "failCounts", "backendNow", "settle", "translationCacheFlushes",
 )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import select
 import shlex
 import signal
@@ -28,6 +29,7 @@ from components.rendering import HEALTH_PATH
 from harness.paths import PYTHON, REPO, stack_config
 from harness.probe import ProbeProcess
 from harness.workspace import PulumiWorkspace
+from tools.qemu_fence_host import FenceError, Qmp
 
 # SIGKILL for every process of haproxy.service on a node, as `systemctl kill
 # --signal=SIGKILL haproxy.service` does, in two halves: the process list is
@@ -188,6 +190,22 @@ class LabStack:
 
     def vm_pid(self, node: str) -> int:
         return int((self.state_dir / self.stack / "vms" / node / "qemu.pid").read_text())
+
+    def translation_cache_flushes(self, node: str) -> int | None:
+        """How often QEMU has dropped the VM's whole TCG translation cache
+        since the VM started ("TB flush count" of `info jit`): the guest
+        stalls for a moment after each. None when it cannot be read (KVM, VM
+        not running)."""
+        try:
+            qmp = Qmp(self.state_dir / self.stack / "vms" / node / "qmp.sock")
+            try:
+                text = qmp.execute("human-monitor-command", {"command-line": "info jit"})
+            finally:
+                qmp.close()
+        except (FenceError, OSError, ValueError):
+            return None
+        found = re.search(r"TB flush count\s+(\d+)", text if isinstance(text, str) else "")
+        return int(found.group(1)) if found else None
 
     def instance_id(self, node: str) -> str:
         return (self.state_dir / self.stack / "vms" / node / "instance-id").read_text().strip()

@@ -61,8 +61,11 @@ class Qmp:
             if "event" not in message:  # events are not answers
                 return message
 
-    def execute(self, command: str) -> object:
-        self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+    def execute(self, command: str, arguments: dict | None = None) -> object:
+        request: dict = {"execute": command}
+        if arguments is not None:
+            request["arguments"] = arguments
+        self.sock.sendall(json.dumps(request).encode() + b"\n")
         reply = self._read()
         if "error" in reply:
             raise FenceError(f"QMP {command}: {reply['error'].get('desc', reply['error'])}")
