@@ -196,6 +196,9 @@ def test_refresh_of_an_undrifted_node_changes_nothing_in_one_round_trip(drift_st
     before = calls(node)
     pulumi(drift_stack, "refresh", "--yes", "--skip-preview", "--expect-no-changes")
     assert calls(node) == before + 1
+    # And the next up has nothing to do (declared and observed compare equal, number types and all).
+    pulumi(drift_stack, "up", "--yes", "--skip-preview", "--expect-no-changes")
+    assert calls(node) == before + 1
 
 
 def test_hand_edits_show_in_refresh_and_up_restores_them(drift_stack, node):
