@@ -266,7 +266,7 @@ def converge(news: dict, olds: Optional[dict] = None) -> dict:
     return outputs
 
 
-def refreshed(props: dict) -> dict:
+def refreshed_outputs(props: dict) -> dict:
     """Read (refresh): the state with what the node is now; restores nothing."""
     observation = observe(props)
     outputs = dict(props, haproxyCfgSha256=observation.haproxy_cfg_sha256, pacemakerNode=observation.node)
@@ -287,7 +287,7 @@ class NodeStateProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(props["node"], converge(props))
 
     def read(self, id_: str, props: dict) -> dynamic.ReadResult:
-        return dynamic.ReadResult(id_, refreshed(props))
+        return dynamic.ReadResult(id_, refreshed_outputs(props))
 
     def diff(self, _id: str, olds: dict, news: dict) -> dynamic.DiffResult:
         return dynamic.DiffResult(changes=bool(changed_keys(olds, news)), replaces=[], delete_before_replace=False)
