@@ -130,7 +130,7 @@ def observe(props: dict) -> NodeObservation:
     observation = parse_node_report(report, props["node"])
     if observation.hostname != props["node"]:
         raise NodeStateError(
-            f"hapx: {props['connection']['host']}:{props['connection']['port']} answered as "
+            f"hapx: {props['connection']['host']}:{int(props['connection']['port'])} answered as "
             f"{observation.hostname!r}, not {props['node']!r}: check the node's SSH endpoint"
         )
     return observation
