@@ -57,6 +57,18 @@ def _refreshed(lab) -> dict[str, dict]:
     return done
 
 
+def _update_windows(up_json: str, since: float) -> dict[str, list[float]]:
+    """From `pulumi up --json`'s events: each node state's update, start and end, in seconds after `since`."""
+    windows: dict[str, list[float]] = {}
+    for line in up_json.splitlines():
+        event = json.loads(line)
+        for kind in ("resourcePreEvent", "resOutputsEvent"):
+            if kind in event and event[kind]["metadata"]["urn"].endswith("-state"):
+                name = event[kind]["metadata"]["urn"].rsplit("::", 1)[-1]
+                windows.setdefault(name, []).append(round(event["timestamp"] - since, 1))
+    return windows
+
+
 def test_refresh_of_an_undrifted_lab_changes_nothing(lab_up):
     lab = lab_up
     started = time.monotonic()
@@ -99,12 +111,16 @@ def test_hand_edits_show_in_refresh_and_up_restores_them_without_touching_a_vm(l
     assert {name: op for name, op in ops.items() if op != "same"} == {_state(n): "update" for n in lab.nodes}, ops
 
     with lab.start_probe(duration_s=600, stop_after_recovery=False, interval_ms=50) as probe:
-        probe.fault()  # from here on, any failed request counts
+        fault_at = probe.fault()  # from here on, any failed request counts
         started = time.monotonic()
-        lab.up()
+        up = lab.up("--json")
         FIGURES["driftRestoreUpS"] = round(time.monotonic() - started, 1)
         served = probe.stop()
     FIGURES["driftRestoreFailedRequests"] = served["failuresAfterFault"]
+    # When requests failed, and when each node state's update ran (engine events, whole seconds), both from the
+    # mark: what a restore step costs the clients.
+    FIGURES["driftRestoreFailuresAtS"] = [segment[:2] for segment in served["timeline"] if not segment[2]]
+    FIGURES["driftRestoreStepsAtS"] = _update_windows(up.stdout, fault_at)
     assert served["unavailableS"] is not None and served["unavailableS"] < 5, served
 
     assert _has_colocation(lab)
