@@ -119,9 +119,13 @@ def test_hand_edits_show_in_refresh_and_up_restores_them_without_touching_a_vm(l
     FIGURES["driftRestoreFailedRequests"] = served["failuresAfterFault"]
     # When requests failed, and when each node state's update ran (engine events, whole seconds), both from the
     # mark: what a restore step costs the clients.
-    FIGURES["driftRestoreFailuresAtS"] = [segment[:2] for segment in served["timeline"] if not segment[2]]
+    failed = [(start, end) for start, end, ok, _ in served["timeline"] if not ok]
+    FIGURES["driftRestoreFailuresAtS"] = failed
     FIGURES["driftRestoreStepsAtS"] = _update_windows(up.stdout, fault_at)
-    assert served["unavailableS"] is not None and served["unavailableS"] < 5, served
+    # No outage: at most single late answers (a 300 ms probe timeout while crmsh busies a TCG guest, seen 4 and 5
+    # times in about 1000 requests), never a stretch of failures such as a VIP move or a haproxy restart would cause.
+    assert not served["timelineTruncated"], served
+    assert max((end - start for start, end in failed), default=0.0) < 2.0, failed
 
     assert _has_colocation(lab)
     assert _haproxy_cfg(lab, holder) == declared_cfg
