@@ -69,7 +69,8 @@ class FakeNode:
     stdins: list[str] = field(default_factory=list)
 
     def report(self, include_cib: bool) -> str:
-        crm_mon = CRM_MON.replace('name="hapx-node01" id="1" online="true" standby="false"', f'name="hapx-node01" id="1" online="true" standby="{str(self.standby).lower()}"')
+        standby = "true" if self.standby else "false"
+        crm_mon = CRM_MON.replace('id="1" online="true" standby="false"', f'id="1" online="true" standby="{standby}"')
         lines = [
             "hapx-node-state 1",
             f"hostname {self.hostname}",
