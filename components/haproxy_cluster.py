@@ -17,6 +17,7 @@ from pulumi_command import remote
 from .cloud_init_seed import CloudInitSeed, CloudInitSeedArgs
 from .config import HapxConfig, NodeConfig
 from .hapx_vm import HapxVm, HapxVmArgs
+from .node_state import NodeState, NodeStateArgs
 from .drivers import driver_for
 from .drivers.base import HypervisorDriver
 from .fencing import FencePlan
@@ -105,6 +106,7 @@ class HaproxyCluster(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self),
         )
+        self.node_states = self._node_states(cluster_files, fencing)
         self._set_outputs(network)
         self.register_outputs(
             {
@@ -272,6 +274,27 @@ class HaproxyCluster(pulumi.ComponentResource):
                 )
             )
         return steps
+
+    def _node_states(self, cluster_files: ClusterFiles, fencing: Optional[FencePlan]) -> list[NodeState]:
+        """Per node, what hapx declares, read back by `pulumi refresh` and put
+        back by the next `pulumi up` (components/node_state.py). The node the
+        resource set applies the crm script on also checks the CIB, which is
+        the whole cluster's."""
+        return [
+            NodeState(
+                f"{self._name}-{node.name}-state",
+                NodeStateArgs(
+                    node=node.name,
+                    connection=vm.connection,
+                    instance_id=vm.instance_id,
+                    haproxy_cfg=cluster_files.haproxy_cfg,
+                    crm_script=cluster_files.crm_script if vm is self.node_vms[0] else None,
+                    crm_ids=crm_ids(fencing) if vm is self.node_vms[0] else (),
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.pacemaker], deleted_with=vm.vm),
+            )
+            for node, vm in zip(self._cfg.nodes, self.node_vms)
+        ]
 
     def _set_outputs(self, network: Optional[pulumi.Resource]) -> None:
         cfg, secrets = self._cfg, self.secrets

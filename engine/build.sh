@@ -6,6 +6,7 @@
 #   pulumi-language-python          Python host       (engine/language-python)
 #   pulumi-language-python-exec     its program shim  (from pulumi/sdk v3.260.0)
 #   pulumi-resource-command         command provider  (engine/provider-command)
+#   pulumi-resource-pulumi-python   launcher of Python dynamic providers (engine/pulumi-resource-pulumi-python)
 #
 # A piece already on PATH (an operator's normal Pulumi install) is used as it
 # is. Otherwise it is built from the Go module proxy at the pinned versions
@@ -95,6 +96,17 @@ if existing=$(on_path pulumi-resource-command); then
   rm -f "$bin/pulumi-resource-command"
 else
   build pulumi-resource-command "$here/provider-command" .
+fi
+
+# Dynamic providers (hapx's drift check): a shell script, not built; copied on
+# every run, so a bin directory cached before it existed gets it, and a
+# changed launcher replaces the old one. A Pulumi install on PATH ships its own.
+if existing=$(on_path pulumi-resource-pulumi-python); then
+  say "pulumi-resource-pulumi-python: using $existing"
+  rm -f "$bin/pulumi-resource-pulumi-python"
+else
+  install -m 0755 "$here/pulumi-resource-pulumi-python" "$bin/pulumi-resource-pulumi-python"
+  say "pulumi-resource-pulumi-python: installed hapx's launcher"
 fi
 
 echo "$bin"

@@ -40,6 +40,9 @@ class PulumiWorkspace:
         bin_dir = engine_bin_dir()
         if not os.path.exists(os.path.join(bin_dir, "pulumi-resource-command")):
             raise RuntimeError(f"the engine is not built in {bin_dir}: run `make setup`")
+        # The drift check's dynamic provider needs its launcher (engine/build.sh installs it).
+        if not (os.path.exists(os.path.join(bin_dir, "pulumi-resource-pulumi-python")) or shutil.which("pulumi-resource-pulumi-python")):
+            raise RuntimeError(f"no pulumi-resource-pulumi-python in {bin_dir} nor on PATH: run `make setup`")
         self.env = {
             **os.environ,
             "PATH": f"{bin_dir}:{os.environ['PATH']}",

@@ -50,7 +50,7 @@ def workspace(tmp_path_factory) -> PulumiWorkspace:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    """The one lab the lifecycle and services tests share (one `pulumi up` for both): its tests run in the order
+    """The one lab the lifecycle, services and drift tests share (one `pulumi up` for all): its tests run in the order
     pytest_collection_modifyitems sets, destroy last; teardown removes whatever a failure left."""
     workspace = PulumiWorkspace(tmp_path_factory.mktemp("pulumi-lab"))
     lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
@@ -60,16 +60,17 @@ def lab(tmp_path_factory):
 
 # The shared lab's story: up and the checks on a fresh stack (lifecycle up to the
 # backend change), then the services (they move the VIP and put it back), then
-# the faults, destroy last.
+# drift (hand edits put back by refresh and up), then the faults, destroy last.
 SERVICES_AFTER = "test_backend_change_updates_in_place"
+ON_THE_SHARED_LAB = ("test_lab_services", "test_lab_drift")  # in this order, after SERVICES_AFTER
 
 
 def pytest_collection_modifyitems(session, config, items):
-    services = [item for item in items if item.module.__name__.endswith("test_lab_services")]
-    if not services:
+    moved = [item for module in ON_THE_SHARED_LAB for item in items if item.module.__name__.endswith(module)]
+    if not moved:
         return
-    rest = [item for item in items if item not in services]
+    rest = [item for item in items if item not in moved]
     anchor = next((i for i, item in enumerate(rest) if item.name == SERVICES_AFTER), None)
-    if anchor is None:  # run on their own: the services tests bring the lab up themselves
+    if anchor is None:  # run on their own: the services and drift tests bring the lab up themselves
         return
-    items[:] = rest[: anchor + 1] + services + rest[anchor + 1 :]
+    items[:] = rest[: anchor + 1] + moved + rest[anchor + 1 :]

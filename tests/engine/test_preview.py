@@ -42,6 +42,8 @@ def per_node(node: str, vm_network: tuple[str, str]) -> dict[str, tuple[str, str
         f"hapx-{node}-stats-credentials": ("command:remote:Command", "hapx"),
         f"hapx-{node}-agents": ("command:remote:Command", "hapx"),
         f"hapx-secrets-{node}-ssh-host-key": ("command:local:Command", "hapx-secrets"),
+        # The drift check (components/node_state.py), a Python dynamic resource.
+        f"hapx-{node}-state": ("pulumi-python:dynamic/hapx:NodeState", "hapx"),
     }
 
 
@@ -137,8 +139,12 @@ def test_preview_orders_network_seed_vm_cluster_crm(workspace):
         assert reaches("hapx-pacemaker-cluster-formed", f"hapx-{node}-haproxy-cfg")
     assert reaches("hapx-pacemaker-apply", "hapx-pacemaker-cluster-formed")
     assert reaches("hapx-pacemaker-vip-placed", "hapx-pacemaker-apply")
-    # And nothing backwards: the VMs do not wait for the cluster.
+    # The drift check reads each node once the resource set is placed.
+    for node in ("hapx-node01", "hapx-node02"):
+        assert reaches(f"hapx-{node}-state", "hapx-pacemaker-vip-placed")
+    # And nothing backwards: the VMs do not wait for the cluster, nor for the drift check.
     assert not reaches("hapx-hapx-node01-vm", "hapx-pacemaker-apply")
+    assert not any(reaches(name, "hapx-hapx-node01-state") for name in deps if name != "hapx-hapx-node01-state")
 
 
 SERVICE = {"name": "web", "mode": "http", "ports": [443], "backends": [{"name": "w1", "address": "192.168.4.11", "port": 80}]}
