@@ -41,6 +41,7 @@ HostOnlyMode = Enum("HostOnlyMode", {"HOSTONLYIF": "hostonlyif", "HOSTONLYNET": 
 HaproxyRestart = Enum("HaproxyRestart", {"SYSTEMD": "systemd", "PACEMAKER": "pacemaker"}, type=str)
 VipAgent = Enum("VipAgent", {"HAPX": "hapx", "IPADDR2": "IPaddr2"}, type=str)
 Accel = Enum("Accel", {"AUTO": "auto", "KVM": "kvm", "TCG": "tcg"}, type=str)
+Rollout = Enum("Rollout", {"ROLLING": "rolling", "ALL_AT_ONCE": "all-at-once"}, type=str)
 # Annotated metadata that pydantic ignores and errors name: what a value must be, and how to fix one that is not.
 _Hint = NamedTuple("_Hint", [("what", str), ("fix", str)])
 
@@ -247,6 +248,11 @@ class HapxConfig(_Model):
     services: tuple[ServiceConfig, ...] = F((), "Services behind the VIP (see below), after the `backends` one.", "required¹")
     admin_user: UserName = F("debian", "The sudo user Pulumi connects as; `root` is refused.")
     node_size: NodeSizeConfig = F(NodeSizeConfig(), "VM size.")
+    rollout: Rollout = F(
+        Rollout.ROLLING,
+        "How `up` replaces VMs: `rolling`, one node at a time (drained first; the VIP stays served), or `all-at-once`"
+        " (faster first builds; an outage when running nodes are replaced).",
+    )
     haproxy: HaproxyConfig = F(HaproxyConfig(), "HAProxy.")
     corosync: CorosyncConfig = F(CorosyncConfig(), "Corosync.")
     pacemaker: PacemakerConfig = F(PacemakerConfig(), "Pacemaker.")

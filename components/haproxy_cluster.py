@@ -1,8 +1,9 @@
 """HaproxyCluster: the whole HA pair, composed from the other components.
 
 Order (each arrow a dependency Pulumi enforces):
-  network -> seed -> VM -> ready -> haproxy.cfg + stats credentials
-  all nodes ready -> cluster formed -> crm applied -> VIP placed
+  network -> seed -> drain -> VM -> ready -> haproxy.cfg + stats credentials -> rejoin
+  rolling: node i's rejoin -> node i+1's drain (one node at a time)
+  all nodes rejoined -> cluster formed -> crm applied -> VIP placed
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pulumi
 from pulumi_command import remote
 
 from .cloud_init_seed import CloudInitSeed, CloudInitSeedArgs
-from .config import HapxConfig, NodeConfig
-from .hapx_vm import HapxVm, HapxVmArgs
+from .config import HapxConfig, NodeConfig, Rollout
+from .hapx_vm import HapxVm, HapxVmArgs, node_connection, replace_key
+from .node_drain import NodeDrain, NodeDrainArgs
 from .node_state import NodeState, NodeStateArgs
 from .drivers import driver_for
 from .drivers.base import HypervisorDriver
@@ -24,6 +26,7 @@ from .fencing import FencePlan
 from .pacemaker_resource_set import PacemakerResourceSet, PacemakerResourceSetArgs
 from .rendering import (
     CLUSTER_METRICS_PATH,
+    HAPROXY_CLONE_ID,
     METRICS_PATH,
     STATS_ENV_PATH,
     cert_path,
@@ -38,6 +41,9 @@ from .rendering import (
     render_template,
 )
 from .stack_secrets import StackSecrets, StackSecretsArgs
+
+# A rebuilt node boots, joins the cluster and starts haproxy within this.
+REJOIN_TIMEOUT_S = 600
 
 
 @dataclass
@@ -82,11 +88,17 @@ class HaproxyCluster(pulumi.ComponentResource):
         network = self._driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
         base_vm = self._driver.base_vm(f"{name}-base-vm", pulumi.ResourceOptions(parent=self))
         self.node_vms: list[HapxVm] = []
+        self.node_drains: list[NodeDrain] = []
         nodes_configured: list[pulumi.Resource] = []
+        rolling = self._cfg.rollout is Rollout.ROLLING
+        previous_rejoin: Optional[pulumi.Resource] = None
         for index, node in enumerate(self._cfg.nodes):
-            vm = self._node_vm(node, index, cluster_files, network, base_vm)
+            # Rolling: a node is drained only once the node before it is back in service.
+            vm = self._node_vm(node, index, cluster_files, network, base_vm, previous_rejoin if rolling else None)
             self.node_vms.append(vm)
-            nodes_configured += self._node_config_steps(node, vm, cluster_files, fencing)
+            steps = self._node_config_steps(node, vm, cluster_files, fencing)
+            previous_rejoin = steps[-1]
+            nodes_configured += steps
         if self.secrets.fence_secret is not None:
             fence_host = self._driver.fence_host(
                 f"{name}-fence-host", self.secrets.fence_secret, pulumi.ResourceOptions(parent=self)
@@ -162,8 +174,9 @@ class HaproxyCluster(pulumi.ComponentResource):
         cluster_files: ClusterFiles,
         network: Optional[pulumi.Resource],
         base_vm: Optional[pulumi.Resource],
+        after: Optional[pulumi.Resource],
     ) -> HapxVm:
-        """The node's seed and its VM, up to `ready`."""
+        """The node's seed, its drain and its VM, up to `ready`."""
         cfg, secrets, driver = self._cfg, self.secrets, self._driver
         spec = driver.vm_spec(node, index)
         host_key = secrets.host_keys[node.name]
@@ -199,18 +212,31 @@ class HaproxyCluster(pulumi.ComponentResource):
             CloudInitSeedArgs(files=files, iso_path=iso_path),
             pulumi.ResourceOptions(parent=self),
         )
+        ssh = driver.ssh_endpoint(node, index)
+        drain = NodeDrain(
+            f"{self._name}-{node.name}-drain",
+            NodeDrainArgs(
+                node=node.name,
+                connection=node_connection(ssh, cfg.admin_user, secrets.admin_key.private_key, host_key.public_key),
+                replace_key=replace_key(seed, spec),
+                require_peer=cfg.rollout is Rollout.ROLLING,
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[after] if after is not None else None),
+        )
+        self.node_drains.append(drain)
         return HapxVm(
             f"{self._name}-{node.name}",
             HapxVmArgs(
                 spec=spec,
                 scripts=driver.vm_scripts(spec, iso_path),
                 seed=seed,
-                ssh=driver.ssh_endpoint(node, index),
+                ssh=ssh,
                 admin_user=cfg.admin_user,
                 admin_private_key=secrets.admin_key.private_key,
                 host_public_key=host_key.public_key,
                 network=network,
                 base_vm=base_vm,
+                drain=drain,
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -219,7 +245,8 @@ class HaproxyCluster(pulumi.ComponentResource):
         self, node: NodeConfig, vm: HapxVm, cluster_files: ClusterFiles, fencing: Optional[FencePlan]
     ) -> list[pulumi.Resource]:
         """Day-2 config: the seed carries it for the first boot, these steps
-        keep running nodes in step without replacing them."""
+        keep running nodes in step without replacing them. The last step is
+        the node's rejoin: it runs after all the others."""
         prefix = f"{self._name}-{node.name}"
         stats_env = pulumi.Output.secret(
             self.secrets.stats_password.apply(lambda pw: render_stats_env(self._cfg.haproxy.stats_user, pw))
@@ -273,7 +300,19 @@ class HaproxyCluster(pulumi.ComponentResource):
                     secret=True,
                 )
             )
-        return steps
+        drain = self.node_drains[-1]
+        rejoin = self._node_step(
+            f"{prefix}-rejoin",
+            vm,
+            render_template(
+                "roll/rejoin.sh.j2", node=node.name, haproxy_clone_id=HAPROXY_CLONE_ID, timeout_s=REJOIN_TIMEOUT_S
+            ),
+            after=steps[1:],
+            # Also after every drain, even one the VM did not follow (a
+            # reverted change): a drained node always comes back.
+            extra_triggers=[drain.replace_key],
+        )
+        return [*steps, rejoin]
 
     def _node_states(self, cluster_files: ClusterFiles, fencing: Optional[FencePlan]) -> list[NodeState]:
         """Per node, what hapx declares, read back by `pulumi refresh` and put
@@ -371,6 +410,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         secret: bool = False,
         rerun_on_change: bool = False,
         after: Optional[list[pulumi.Resource]] = None,
+        extra_triggers: Optional[list[pulumi.Input[str]]] = None,
     ) -> remote.Command:
         """A command on one running node, after it is ready, gone with its VM.
 
@@ -383,7 +423,7 @@ class HaproxyCluster(pulumi.ComponentResource):
             create=script,
             update=script if rerun_on_change else None,
             stdin=stdin,
-            triggers=[vm.instance_id],
+            triggers=[vm.instance_id, *(extra_triggers or [])],
             logging=remote.Logging.STDERR if secret else None,
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -4,7 +4,9 @@ The VM itself is a local command running the driver's scripts. It is
 replaced when the node's identity (name, network, keys, cluster membership)
 or its size changes; a seed change that leaves the identity alone does not
 touch it. Every remote command on the node depends on `ready`,
-and re-runs when `instance_id` shows the VM was replaced.
+and re-runs when `instance_id` shows the VM was replaced. The VM comes after
+the node's drain (components/node_drain.py), which carries the same triggers:
+a replacement always finds the old node drained.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pulumi_command import local, remote
 
 from .cloud_init_seed import CloudInitSeed
 from .drivers.base import SshEndpoint, VmScripts, VmSpec
-from .rendering import render_template
+from .rendering import render_template, sha256_text
 
 # A TCG guest takes about 50 s to answer SSH and the reference's VirtualBox
 # guests reboot once; pulumi-command's default of 10 failed dials (about
@@ -40,6 +42,31 @@ class HapxVmArgs:
     network: Optional[pulumi.Resource] = None
     # The base VM it is cloned from, when hapx makes that too (created first).
     base_vm: Optional[pulumi.Resource] = None
+    # The step that takes the old node out of service before a replacement.
+    drain: Optional[pulumi.Resource] = None
+
+
+def replace_key(seed: CloudInitSeed, spec: VmSpec) -> pulumi.Output[str]:
+    """What replaces the VM when it changes (its triggers), as one secret hash."""
+    return pulumi.Output.secret(
+        pulumi.Output.all(seed.identity_sha, spec.fingerprint()).apply(lambda parts: sha256_text(*map(str, parts)))
+    )
+
+
+def node_connection(
+    ssh: SshEndpoint, admin_user: str, admin_private_key: pulumi.Input[str], host_public_key: pulumi.Input[str]
+) -> remote.ConnectionArgs:
+    """The node's own stable address, never the VIP: a connection change
+    would touch every command on the node."""
+    return remote.ConnectionArgs(
+        host=ssh.host,
+        port=ssh.port,
+        user=admin_user,
+        private_key=pulumi.Output.secret(admin_private_key),
+        host_key=host_public_key,
+        dial_error_limit=DIAL_ERROR_LIMIT,
+        per_dial_timeout=PER_DIAL_TIMEOUT_S,
+    )
 
 
 class HapxVm(pulumi.ComponentResource):
@@ -65,7 +92,7 @@ class HapxVm(pulumi.ComponentResource):
             triggers=[args.seed.identity_sha, args.spec.fingerprint()],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[args.seed] + [r for r in (args.network, args.base_vm) if r is not None],
+                depends_on=[args.seed] + [r for r in (args.network, args.base_vm, args.drain) if r is not None],
                 # The replacement has the same name on the hypervisor, so the
                 # old VM must be gone before the new one is created.
                 delete_before_replace=True,
@@ -73,17 +100,7 @@ class HapxVm(pulumi.ComponentResource):
         )
         self.instance_id = self.vm.stdout.apply(lambda out: out.strip().splitlines()[-1] if out.strip() else "")
 
-        # Aim at the node's own stable address, never the VIP: a connection
-        # change would touch every command on the node.
-        self.connection = remote.ConnectionArgs(
-            host=args.ssh.host,
-            port=args.ssh.port,
-            user=args.admin_user,
-            private_key=pulumi.Output.secret(args.admin_private_key),
-            host_key=args.host_public_key,
-            dial_error_limit=DIAL_ERROR_LIMIT,
-            per_dial_timeout=PER_DIAL_TIMEOUT_S,
-        )
+        self.connection = node_connection(args.ssh, args.admin_user, args.admin_private_key, args.host_public_key)
         self.ready = remote.Command(
             f"{name}-ready",
             connection=self.connection,

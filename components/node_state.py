@@ -72,6 +72,10 @@ class NodeStateError(RuntimeError):
     """The node is not as declared, or could not be read."""
 
 
+class NodeUnreachable(NodeStateError):
+    """ssh itself failed (refused, timed out, no route) on every try."""
+
+
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -79,10 +83,13 @@ def sha256_hex(text: str) -> str:
 # -- SSH ------------------------------------------------------------------------
 
 
-def run_on_node(connection: dict, script: str, stdin: str = "", timeout_s: float = READ_TIMEOUT_S) -> str:
+def run_on_node(
+    connection: dict, script: str, stdin: str = "", timeout_s: float = READ_TIMEOUT_S, tries: int = SSH_TRIES
+) -> str:
     """Run `script` with `sh` on the node over SSH, `stdin` on its standard
     input; its standard output. The node's host key is pinned; the private key
-    exists only in a private temporary directory for the command's length."""
+    exists only in a private temporary directory for the command's length.
+    ssh's own failures are tried `tries` times; the last raises NodeUnreachable."""
     ssh = shutil.which("ssh")
     if ssh is None:
         raise NodeStateError("hapx: the drift check needs the OpenSSH client (`ssh`) on PATH")
@@ -105,14 +112,16 @@ def run_on_node(connection: dict, script: str, stdin: str = "", timeout_s: float
             "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
             f"{user}@{host}", "sh -c " + shlex.quote(script),
         ]  # fmt: skip
-        for attempt in range(1, SSH_TRIES + 1):
+        for attempt in range(1, tries + 1):
             try:
                 proc = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 raise NodeStateError(f"hapx: the command on {user}@{host}:{port} did not end within {timeout_s:.0f}s") from None
             if proc.returncode == 0:
                 return proc.stdout
-            if proc.returncode != SSH_FAILED or attempt == SSH_TRIES:
+            if proc.returncode == SSH_FAILED and attempt == tries:
+                raise NodeUnreachable(f"hapx: cannot reach {user}@{host}:{port} over SSH: {proc.stderr.strip()[-2000:]}")
+            if proc.returncode != SSH_FAILED:
                 raise NodeStateError(
                     f"hapx: the command on {user}@{host}:{port} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"
                 )

@@ -59,7 +59,7 @@ class PacemakerResourceSetArgs:
     crm_script: pulumi.Input[str]
     # The CIB ids the crm script defines (rendering.crm_ids of the fence plan).
     crm_ids: Sequence[str]
-    # Changes when any node VM is replaced, so the set is checked again.
+    # Change when any node VM is replaced, so the set is applied and checked again.
     node_instance_ids: Sequence[pulumi.Input[str]] = field(default_factory=list)
     # Per-node steps that must be done before the cluster is configured
     # (nodes ready, haproxy.cfg and stats credentials in place).
@@ -94,10 +94,21 @@ class PacemakerResourceSet(pulumi.ComponentResource):
             update=apply_script(args.crm_ids),
             delete=remove_script(),
             # Config goes on stdin, not in the command string; a change to it
-            # updates in place and re-runs the load.
-            stdin=args.crm_script,
-            triggers=list(args.node_instance_ids),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_formed], deleted_with=args.connection_vm),
+            # updates in place and re-runs the load. So does a replaced node
+            # (its instance id is a comment line): a replacement of this
+            # command would run the old one's delete, which takes hapx's
+            # resources out of the live cluster.
+            stdin=pulumi.Output.all(args.crm_script, *args.node_instance_ids).apply(
+                lambda parts: parts[0] + "".join(f"\n# node instance {i}" for i in parts[1:]) + "\n"
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.cluster_formed],
+                deleted_with=args.connection_vm,
+                # Stacks made before the instance ids moved to stdin still
+                # have them as triggers: a change there must not replace this.
+                ignore_changes=["triggers"],
+            ),
         )
         wait_vip = render_template(
             "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_CLONE_ID, timeout_s=VIP_PLACE_TIMEOUT_S

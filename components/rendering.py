@@ -237,6 +237,9 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         haproxy_id=HAPROXY_ID,
         haproxy_clone_id=HAPROXY_CLONE_ID,
         haproxy_instances=len(cfg.nodes) if pm.haproxy_on_all_nodes else 1,
+        # hapx's agent can hand the address over (migrate_to/migrate_from);
+        # IPaddr2 cannot, and a lone haproxy must start before the VIP anyway.
+        vip_migrates=pm.vip_agent is VipAgent.HAPX and pm.haproxy_on_all_nodes,
         colocation_id=COLOCATION_ID,
         order_id=ORDER_ID,
     )

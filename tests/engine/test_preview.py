@@ -44,6 +44,9 @@ def per_node(node: str, vm_network: tuple[str, str]) -> dict[str, tuple[str, str
         f"hapx-secrets-{node}-ssh-host-key": ("command:local:Command", "hapx-secrets"),
         # The drift check (components/node_state.py), a Python dynamic resource.
         f"hapx-{node}-state": ("pulumi-python:dynamic/hapx:NodeState", "hapx"),
+        # The rolling replacement (components/node_drain.py): drained before a new VM, back in service after.
+        f"hapx-{node}-drain": ("pulumi-python:dynamic/hapx:NodeDrain", "hapx"),
+        f"hapx-{node}-rejoin": ("command:remote:Command", "hapx"),
     }
 
 
@@ -137,8 +140,17 @@ def test_preview_orders_network_seed_vm_cluster_crm(workspace):
         assert reaches(f"hapx-{node}-ready", f"hapx-{node}-vm")
         assert reaches("hapx-pacemaker-cluster-formed", f"hapx-{node}-ready")
         assert reaches("hapx-pacemaker-cluster-formed", f"hapx-{node}-haproxy-cfg")
+        assert reaches(f"hapx-{node}-vm", f"hapx-{node}-drain")
+        assert reaches(f"hapx-{node}-rejoin", f"hapx-{node}-haproxy-cfg")
+        assert reaches("hapx-pacemaker-cluster-formed", f"hapx-{node}-rejoin")
     assert reaches("hapx-pacemaker-apply", "hapx-pacemaker-cluster-formed")
     assert reaches("hapx-pacemaker-vip-placed", "hapx-pacemaker-apply")
+    # Rolling (the default): the second node is drained, so replaced, only after the first is back in service,
+    # and the preview lists the steps in that order.
+    assert reaches("hapx-hapx-node02-drain", "hapx-hapx-node01-rejoin")
+    assert not reaches("hapx-hapx-node01-drain", "hapx-hapx-node02-vm")
+    order = [s["urn"].rsplit("::", 1)[-1] for s in steps]
+    assert order.index("hapx-hapx-node01-rejoin") < order.index("hapx-hapx-node02-drain") < order.index("hapx-hapx-node02-vm")
     # The drift check reads each node once the resource set is placed.
     for node in ("hapx-node01", "hapx-node02"):
         assert reaches(f"hapx-{node}-state", "hapx-pacemaker-vip-placed")

@@ -86,6 +86,20 @@ def test_meta_data_is_ocf_xml_with_ipaddr2s_parameter_names():
     names = {p.get("name") for p in root.iter("parameter")}
     assert root.get("name") == "vip" and {"ip", "cidr_netmask", "broadcast", "nic"} <= names
     assert {a.get("name") for a in root.iter("action")} >= {"start", "stop", "monitor", "validate-all", "meta-data"}
+    # Pacemaker hands the VIP over (allow-migrate) only with an agent that has these.
+    assert {a.get("name") for a in root.iter("action")} >= {"migrate_to", "migrate_from"}
+
+
+def test_a_handover_keeps_the_address_on_the_source_until_its_stop(segment):
+    # migrate_to runs on the holder: it must hold the address, and keeps it (the target adds it next).
+    assert agent(segment, "migrate_to", CRM_meta_migrate_target="other").returncode == 1, "not the holder: an error"
+    assert agent(segment, "start", arp_count="0").returncode == OCF_SUCCESS
+    assert agent(segment, "migrate_to", CRM_meta_migrate_target="other").returncode == OCF_SUCCESS
+    assert f"inet {VIP}/{PREFIX} " in node_addresses(segment), "the source still holds it"
+    assert agent(segment, "stop").returncode == OCF_SUCCESS
+    # migrate_from runs on the target: it adds the address as a start does.
+    assert agent(segment, "migrate_from", arp_count="0").returncode == OCF_SUCCESS
+    assert agent(segment, "monitor").returncode == OCF_SUCCESS
 
 
 def test_start_monitor_stop_with_the_exit_codes_pacemaker_acts_on(segment):

@@ -321,9 +321,24 @@ def test_ssh_tries_again_when_ssh_itself_fails_but_not_when_the_script_does(fake
 
 def test_ssh_gives_up_after_its_tries(fake_ssh, monkeypatch):
     monkeypatch.setenv("FAKE_SSH_CODES", "255")
-    with pytest.raises(NodeStateError, match=r"failed \(255\): ssh: connect to host: Connection refused"):
+    with pytest.raises(node_state.NodeUnreachable, match=r"cannot reach .*: ssh: connect to host: Connection refused"):
         run_on_node(CONNECTION, "true")
     assert len(fake_ssh()) == node_state.SSH_TRIES
+
+
+def test_ssh_tries_can_be_fewer(fake_ssh, monkeypatch):
+    monkeypatch.setenv("FAKE_SSH_CODES", "255")
+    with pytest.raises(node_state.NodeUnreachable):
+        run_on_node(CONNECTION, "true", tries=1)
+    assert len(fake_ssh()) == 1
+
+
+def test_a_failing_command_is_not_unreachable(fake_ssh, monkeypatch):
+    monkeypatch.setenv("FAKE_SSH_CODES", "3")
+    with pytest.raises(NodeStateError, match=r"failed \(3\)") as raised:
+        run_on_node(CONNECTION, "true")
+    assert not isinstance(raised.value, node_state.NodeUnreachable)
+    assert len(fake_ssh()) == 1
 
 
 # -- the resources HaproxyCluster declares (mocks) ----------------------------------------------
@@ -356,7 +371,10 @@ def test_one_node_state_per_node_after_the_resource_set_and_only_the_first_check
             assert cfg == unsecret(MOCKS.resources[name.replace("-state", "-haproxy-cfg")].inputs["stdin"])
         first, second = (MOCKS.resources[n].inputs for n in names)
         assert first["checksCluster"] is True and second["checksCluster"] is False
-        assert unsecret(first["crmScript"]) == unsecret(MOCKS.resources["hapx-pacemaker-apply"].inputs["stdin"])
+        # The resource set's stdin is the crm script and, as comments, the node instances it was applied with.
+        applied = unsecret(MOCKS.resources["hapx-pacemaker-apply"].inputs["stdin"])
+        assert applied.startswith(unsecret(first["crmScript"]))
+        assert applied.count("\n# node instance ") == 2
         assert "hapx-fence" in first["crmIds"] and "crmScript" not in second
         # Each aims at its own node, as the node's commands do.
         ready = unsecret(MOCKS.resources["hapx-hapx-node01-ready"].inputs["connection"])
