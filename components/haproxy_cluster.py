@@ -114,7 +114,6 @@ class HaproxyCluster(pulumi.ComponentResource):
                 crm_ids=crm_ids(fencing),
                 node_instance_ids=[vm.instance_id for vm in self.node_vms],
                 nodes_configured=nodes_configured,
-                connection_vm=self.node_vms[0].vm,
             ),
             pulumi.ResourceOptions(parent=self),
         )

@@ -3,9 +3,15 @@
 Three steps on the first node, each a remote command: wait until every node
 is online with a DC elected; load the crm script (on stdin) with
 `crm configure load update` and check the live CIB; wait until the VIP and
-haproxy run together on one node. A change to the crm script updates in
-place (the script is re-loaded); nothing is torn down to apply it. On
-delete, hapx's resources, constraints, defaults and properties are removed.
+haproxy run together on one node. A change to the crm script, or a replaced
+node, updates in place (the script is re-loaded); nothing is torn down to
+apply it.
+
+Nothing here has a delete command. One that took hapx's resources out of
+the CIB ran, in a roll stopped and re-run, as the delete of the replaced
+`apply` after its replacement had loaded the script: the VIP stopped on a
+serving cluster. The CIB goes with the VMs on a destroy, and what a config
+no longer has is removed by the apply script itself (`stale_ids`).
 """
 
 from __future__ import annotations
@@ -16,14 +22,11 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from .fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
+from .fencing import FENCE_HEURISTICS_ID
 from .rendering import ALL_CRM_IDS, HAPROXY_CLONE_ID, VIP_ID, render_template
 
 CLUSTER_FORM_TIMEOUT_S = 600
 VIP_PLACE_TIMEOUT_S = 180
-RESOURCE_STOP_TIMEOUT_S = 120
-# Properties hapx sets (and removes again on delete).
-CLUSTER_PROPERTIES = ("stonith-enabled", "stonith-timeout", "no-quorum-policy")
 
 
 def apply_script(ids: Sequence[str], offline: bool = False) -> str:
@@ -40,17 +43,6 @@ def apply_script(ids: Sequence[str], offline: bool = False) -> str:
     )
 
 
-def remove_script() -> str:
-    # Everything hapx may have added, whatever the current config says.
-    return render_template(
-        "pacemaker/remove.sh.j2",
-        ids=ALL_CRM_IDS,
-        resources=(VIP_ID, HAPROXY_CLONE_ID, FENCE_HEURISTICS_ID, FENCE_DEVICE_ID),
-        properties=CLUSTER_PROPERTIES,
-        timeout_s=RESOURCE_STOP_TIMEOUT_S,
-    )
-
-
 @dataclass
 class PacemakerResourceSetArgs:
     # Where crm runs: a node's own connection (any node sees the whole CIB).
@@ -64,10 +56,6 @@ class PacemakerResourceSetArgs:
     # Per-node steps that must be done before the cluster is configured
     # (nodes ready, haproxy.cfg and stats credentials in place).
     nodes_configured: Sequence[pulumi.Resource] = field(default_factory=list)
-    # The VM `connection` reaches. When it is deleted too (a destroy), the
-    # set goes with it: removing resources from a cluster that is being torn
-    # down would only wait for a dead node's SSH.
-    connection_vm: Optional[pulumi.Resource] = None
 
 
 class PacemakerResourceSet(pulumi.ComponentResource):
@@ -83,16 +71,13 @@ class PacemakerResourceSet(pulumi.ComponentResource):
                 "pacemaker/wait-cluster.sh.j2", node_count=args.node_count, timeout_s=CLUSTER_FORM_TIMEOUT_S
             ),
             triggers=list(args.node_instance_ids),
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=list(args.nodes_configured), deleted_with=args.connection_vm
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes_configured)),
         )
         self.apply = remote.Command(
             f"{name}-apply",
             connection=args.connection,
             create=apply_script(args.crm_ids),
             update=apply_script(args.crm_ids),
-            delete=remove_script(),
             # Config goes on stdin, not in the command string; a change to it
             # updates in place and re-runs the load. So does a replaced node
             # (its instance id is a comment line): a replacement of this
@@ -104,9 +89,10 @@ class PacemakerResourceSet(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.cluster_formed],
-                deleted_with=args.connection_vm,
                 # Stacks made before the instance ids moved to stdin still
                 # have them as triggers: a change there must not replace this.
+                # (Not `deleted_with` a VM either: Pulumi replaces whatever is
+                # deleted with a VM it replaces.)
                 ignore_changes=["triggers"],
             ),
         )
@@ -121,7 +107,7 @@ class PacemakerResourceSet(pulumi.ComponentResource):
             # The applied script's hash, on stdin (the script ignores it): a
             # new apply re-runs this check as an update, not a replacement.
             stdin=self.apply.stdout,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply], deleted_with=args.connection_vm),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.apply]),
         )
         self.crm_sha = self.apply.stdout.apply(lambda out: out.rsplit("sha256=", 1)[-1].strip())
         # Where the VIP ran when hapx last applied the set; it moves on failover.

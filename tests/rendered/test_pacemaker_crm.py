@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.pacemaker_resource_set import apply_script, remove_script
+from components.pacemaker_resource_set import apply_script
 from components.fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
 from components.rendering import ALL_CRM_IDS, CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID, crm_ids
 from tests.conftest import cluster_files, fence_plan
@@ -119,7 +119,7 @@ def fake_sudo(tmp_path) -> dict:
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
-def test_apply_and_remove_scripts_against_a_cib_file(rendered_dev, empty_cib, fake_sudo):
+def test_apply_script_against_a_cib_file(rendered_dev, empty_cib, fake_sudo):
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
     crm = (rendered_dev / "pacemaker.crm").read_text()
     applied = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=crm, env=env)
@@ -132,13 +132,11 @@ def test_apply_and_remove_scripts_against_a_cib_file(rendered_dev, empty_cib, fa
     # Re-applying the same script is a no-op that still succeeds (idempotent).
     again = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=crm, env=env)
     assert again.returncode == 0, again.stderr
-
-    removed = run(["sh", "-c", remove_script()], env=env)
-    assert removed.returncode == 0, removed.stdout + removed.stderr
-    cib = empty_cib.read_text()
-    for resource_id in CRM_IDS:
-        assert f'id="{resource_id}"' not in cib, f"{resource_id} left behind"
-    assert 'name="stonith-enabled"' not in cib
+    # So does the script with the node instances it is applied for, as comments (a replaced node re-applies it).
+    commented = crm + "\n# node instance hapx-node01-0123456789abcdef\n"
+    with_nodes = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=commented, env=env)
+    assert with_nodes.returncode == 0, with_nodes.stderr
+    assert empty_cib.read_text().count('id="hapx-vip"') == 1
 
 
 def test_apply_script_fails_when_the_load_leaves_resources_out(empty_cib, fake_sudo):
@@ -202,18 +200,6 @@ def test_turning_fencing_off_removes_the_fence_resources(empty_cib, fake_sudo):
     assert 'name="stonith-enabled" value="false"' in cib
     verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
     assert verify.returncode == 0, verify.stdout + verify.stderr
-
-
-def test_remove_script_takes_fencing_out_too(empty_cib, fake_sudo):
-    env = {**fake_sudo, "CIB_file": str(empty_cib)}
-    script, ids = _lab_crm()
-    assert run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env).returncode == 0
-    removed = run(["sh", "-c", remove_script()], env=env)
-    assert removed.returncode == 0, removed.stderr
-    cib = empty_cib.read_text()
-    for resource_id in ALL_CRM_IDS:
-        assert f'id="{resource_id}"' not in cib, f"{resource_id} left behind"
-    assert "<fencing-level" not in cib and 'name="stonith-timeout"' not in cib
 
 
 def test_virtualbox_fencing_is_fence_vbox_behind_a_ping_heuristic(empty_cib, fake_sudo):

@@ -118,7 +118,11 @@ def test_crm_script_goes_on_stdin_of_the_apply_command(cluster):
         assert crm.count("property cib-bootstrap-options:") == 1
         assert "primitive hapx-vip ocf:hapx:vip params ip=192.168.4.20 cidr_netmask=27" in crm
         assert "192.168.4.20" not in apply["create"], "config belongs on stdin, not in the command"
-        assert "cibadmin --delete" in apply["delete"]
+        # No delete command: a replaced `apply` must never take hapx's resources out of a serving cluster.
+        assert not apply.get("delete")
+        # A replaced node changes its stdin (an update), never its triggers (a replacement).
+        assert not apply.get("triggers")
+        assert crm.count("\n# node instance ") == 2
 
     return _all_registered(cluster).apply(check)
 
