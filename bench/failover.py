@@ -29,7 +29,12 @@ from inside the lab's namespace (bounded in time) while it:
                  `pulumi up`: haproxy reloads on both nodes, the stand-ins
                  follow;
 - idle-soak:     nothing at all for --soak-s (600 s), a probe every 100 ms:
-                 the VIP must not move and no request may fail.
+                 the VIP must not move and no request may fail;
+- rolling-replace: replaces every VM. hapx: a node-size change (memory
+                 +64 MiB, then back) through `pulumi up`, which drains and
+                 replaces one node at a time; keepalived: the naive way, each
+                 node in turn powered off and booted again once the pair is
+                 whole (no drain: keepalived's own failover covers the loss).
 
 The probe (harness/probe.py) is armed before each fault, runs 2 s before
 it and is told the instant it happens; once recovered it keeps probing
@@ -70,6 +75,7 @@ from harness.clock import GUEST_CLOCK_LOOP, ClockOffset, combined_uncertainty, m
 from harness.lab import LabStack, haproxy_serving_check
 from harness.paths import REPO, stack_config
 from harness.probe import ProbeProcess
+from harness.pulumi_events import step_windows
 from harness.wait import wait_for
 from harness.watch import HolderWatch
 from harness.workspace import PulumiWorkspace
@@ -91,7 +97,7 @@ PROFILES = {
     # script does not follow the backends, so `pulumi up` leaves it alone.
     "keepalived": {"hapx:fencing": {"enabled": False}},
 }
-SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "backend-change", "idle-soak")
+SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "backend-change", "idle-soak", "rolling-replace")
 PROBE_INTERVAL_MS = 20
 PROBE_TIMEOUT_MS = 300
 PROBE_LIMIT_S = 120  # no scenario but the soak may keep a client loop running longer
@@ -104,6 +110,8 @@ WATCH_AFTER_FAULT_S = 15.0
 CUT_S = 20  # how long link-cut keeps the link down
 AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
+ROLL_LIMIT_S = 3600  # the probe's bound through a whole rolling replacement
+ROLL_MEMORY_STEP_MB = 64
 # A power-off, kill-haproxy or link-cut hits a settled pair: before the fault, every node
 # must have been at least SETTLE_IDLE_PCT idle over SETTLE_SAMPLE_S (a node
 # that has just booted and rejoined is busy for a minute or two under TCG,
@@ -342,12 +350,53 @@ def backend_change(lab: LabStack, pair: Pair, record: dict) -> None:
     record["backendNow"] = backends[2]["name"]
 
 
+def rolling_replace(lab: LabStack, pair: Pair, record: dict) -> None:
+    """Replace every VM while a client keeps using the VIP (every request
+    from the start of the replacement counts)."""
+    settle(lab, record)
+    before = {node: lab.vm_pid(node) for node in lab.nodes}
+    # No SSH into the nodes meanwhile (a login costs a TCG guest a moment):
+    # the probe's answers say which node relays them, so when the VIP moved.
+    with lab.start_probe(ROLL_LIMIT_S, stop_after_recovery=False) as probe:
+        time.sleep(LEAD_IN_S)
+        fault_at = probe.fault()
+        started = time.monotonic()
+        if pair is PACEMAKER:
+            config = copy.deepcopy(lab.config)
+            size = config.setdefault("hapx:nodeSize", {})
+            memory = size.get("memoryMb", 512)
+            size["memoryMb"] = memory + ROLL_MEMORY_STEP_MB if memory % 128 == 0 else memory - ROLL_MEMORY_STEP_MB
+            lab.set_config(config)
+            record["memoryMb"] = size["memoryMb"]
+            up = lab.pulumi("up", "--yes", "--skip-preview", "--json")
+            windows = step_windows(up.stdout, since=fault_at)
+            record["stepsS"] = {
+                node: {step: [round(t, 1) for t in windows[f"hapx-{node}-{step}"]] for step in ("drain", "vm", "rejoin")}
+                for node in lab.nodes
+            }
+        else:
+            for node in lab.nodes:
+                os.kill(lab.vm_pid(node), signal.SIGKILL)
+                restart_vm(lab, node)
+                if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
+                    raise RuntimeError(f"{node} did not come back within 600 s")
+        record["replaceS"] = round(time.monotonic() - started, 1)
+        time.sleep(2)
+        record["probe"] = probe.stop()
+    record["replacedNodes"] = [node for node in lab.nodes if lab.vm_pid(node) != before[node]]
+    record["vipMoves"] = len(record["probe"]["viaChanges"])
+    record["viaChanges"] = record["probe"]["viaChanges"]
+    if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
+        raise RuntimeError("the pair is not whole after the replacement")
+
+
 RUNNERS = {
     "power-off": power_off,
     "kill-haproxy": kill_haproxy,
     "link-cut": link_cut,
     "backend-change": backend_change,
     "idle-soak": idle_soak,
+    "rolling-replace": rolling_replace,
 }
 
 

@@ -26,10 +26,11 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Versions whose runs read the same as this one's (3 only added
-# translationCacheFlushes to the idle soak's scenario figures).
-READABLE_VERSIONS = (2, 3)
+# translationCacheFlushes to the idle soak's scenario figures; 4 the
+# rolling-replace scenario and its figures).
+READABLE_VERSIONS = (2, 3, 4)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -77,7 +78,8 @@ PROBE_FIELDS = (
 # The scenario-only figures a row may carry under "scenario".
 SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
-    "failCounts", "backendNow", "settle", "translationCacheFlushes",
+    "failCounts", "backendNow", "settle", "translationCacheFlushes", "memoryMb", "stepsS", "replaceS", "replacedNodes",
+    "viaChanges",
 )  # fmt: skip
 
 
@@ -250,7 +252,7 @@ def window_cell(row: dict) -> str:
 def _scenario_cell(row: dict) -> str:
     extras = row.get("scenario") or {}
     shown = []
-    for key in ("maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "backendNow"):
+    for key in ("maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "backendNow", "replaceS"):
         if key in extras:
             shown.append(f"{key} {extras[key]}")
     return ", ".join(shown) or "-"

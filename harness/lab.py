@@ -78,8 +78,13 @@ class LabStack:
     config: dict
 
     @classmethod
-    def create(cls, workspace: PulumiWorkspace, stack: str, state_dir: Path, port_start: int) -> "LabStack":
+    def create(
+        cls, workspace: PulumiWorkspace, stack: str, state_dir: Path, port_start: int, rollout: str | None = None
+    ) -> "LabStack":
+        """A lab stack from Pulumi.lab.yaml on its own namespace, ports and state; `rollout` sets hapx:rollout."""
         config = copy.deepcopy(stack_config("lab"))
+        if rollout is not None:
+            config["hapx:rollout"] = rollout
         namespace = f"hx-{stack}-{os.getpid() % 10000}"[:15]
         config["hapx:qemu"] = dict(
             config["hapx:qemu"],

@@ -48,6 +48,8 @@ arrived; a request is "after the fault" when its outcome was known after F
 - `firstAnsweredAfterOutageS`: from F to the start of the first request
   answered after the first failure after F (the first client served
   again; R, the recovering request, is this one or a later one).
+- `viaChanges`: every change of the node that relays the answers (the VIP
+  moved), `[startS, address]`, relative like the timeline (first 200).
 - `timeline`: every request, run-length encoded: `[startS, endS, ok,
   count]` per stretch of requests with the same outcome (ok 1 answered, 0
   failed), from the start of its first request to the end of its last,
@@ -144,6 +146,9 @@ class Ledger:
         self.moved_to: str | None = None
         self.via_before_fault: str | None = None
         self.other_node_at: float | None = None
+        # Every change of the relaying node: [start of the first answer via the new one, its address].
+        self.via_changes: list[list] = []
+        self.last_via: str | None = None
         # Split at the fault.
         self.failed_before: list[float] = []
         self.failures_after = 0
@@ -192,6 +197,9 @@ class Ledger:
         self.good_in_a_row += 1
         name, via = split_reply(reply)
         self.backends[name] = self.backends.get(name, 0) + 1
+        if self.last_via is not None and via != self.last_via and len(self.via_changes) < TIMES_LISTED:
+            self.via_changes.append([started, via])
+        self.last_via = via
         if self.first_via is None:
             self.first_via = via
         elif via != self.first_via and self.moved_at is None:
@@ -247,6 +255,7 @@ class Ledger:
             "timelineZero": "start" if fault_at is None else "fault",
             "timeline": timeline,
             "timelineTruncated": self.segments_dropped > 0,
+            "viaChanges": [[round(t - zero, 3), via] for t, via in self.via_changes],
         }
         if fault_at is None:
             return result

@@ -53,16 +53,19 @@ def lab(tmp_path_factory):
     """The one lab the lifecycle, services and drift tests share (one `pulumi up` for all): its tests run in the order
     pytest_collection_modifyitems sets, destroy last; teardown removes whatever a failure left."""
     workspace = PulumiWorkspace(tmp_path_factory.mktemp("pulumi-lab"))
-    lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200)
+    # Built all at once (a rolling first build waits for each node in turn, about 2 minutes more here);
+    # test_lab_rolling turns rolling on for the replacement it tests, the interrupted up builds rolling.
+    lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200, rollout="all-at-once")
     yield lab
     lab.teardown()
 
 
 # The shared lab's story: up and the checks on a fresh stack (lifecycle up to the
 # backend change), then the services (they move the VIP and put it back), then
-# drift (hand edits put back by refresh and up), then the faults, destroy last.
+# drift (hand edits put back by refresh and up), then the rolling replacement
+# (both VMs replaced one at a time), then the faults, destroy last.
 SERVICES_AFTER = "test_backend_change_updates_in_place"
-ON_THE_SHARED_LAB = ("test_lab_services", "test_lab_drift")  # in this order, after SERVICES_AFTER
+ON_THE_SHARED_LAB = ("test_lab_services", "test_lab_drift", "test_lab_rolling")  # in this order, after SERVICES_AFTER
 
 
 def pytest_collection_modifyitems(session, config, items):
