@@ -34,7 +34,7 @@ import pulumi
 from pulumi import dynamic
 from pulumi_command import remote
 
-from .node_state import UNKNOWN, NodeUnreachable, run_on_node
+from .node_state import UNKNOWN, NodeUnreachable, connection_props, run_on_node
 from .rendering import VIP_ID, render_template
 
 DRAIN_TIMEOUT_S = 300
@@ -104,16 +104,9 @@ class NodeDrain(dynamic.Resource, module="hapx", name="NodeDrain"):
     last_drain: pulumi.Output[str]
 
     def __init__(self, name: str, args: NodeDrainArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        connection = args.connection
         props: dict[str, Any] = {
             "node": args.node,
-            "connection": {
-                "host": connection.host,
-                "port": connection.port,
-                "user": connection.user,
-                "privateKey": pulumi.Output.secret(connection.private_key),
-                "hostKey": connection.host_key,
-            },
+            "connection": connection_props(args.connection),
             "replaceKey": pulumi.Output.secret(args.replace_key),
             "requirePeer": args.require_peer,
             "lastDrain": None,  # an output: what the last drain did

@@ -308,6 +308,17 @@ class NodeStateProvider(dynamic.ResourceProvider):
         return None
 
 
+def connection_props(connection: remote.ConnectionArgs) -> dict[str, Any]:
+    """A node's SSH connection as a dynamic resource's property (what run_on_node takes), the private key secret."""
+    return {
+        "host": connection.host,
+        "port": connection.port,
+        "user": connection.user,
+        "privateKey": pulumi.Output.secret(connection.private_key),
+        "hostKey": connection.host_key,
+    }
+
+
 @dataclass
 class NodeStateArgs:
     # The node's name: its hostname and its name in Pacemaker.
@@ -330,19 +341,12 @@ class NodeState(dynamic.Resource, module="hapx", name="NodeState"):
     pacemaker_node: pulumi.Output[dict]
 
     def __init__(self, name: str, args: NodeStateArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        connection = args.connection
         checks_cluster = args.crm_script is not None
         if checks_cluster and not args.crm_ids:
             raise ValueError("NodeStateArgs: crm_ids must name the CIB ids of crm_script")
         props: dict[str, Any] = {
             "node": args.node,
-            "connection": {
-                "host": connection.host,
-                "port": connection.port,
-                "user": connection.user,
-                "privateKey": pulumi.Output.secret(connection.private_key),
-                "hostKey": connection.host_key,
-            },
+            "connection": connection_props(args.connection),
             "instanceId": args.instance_id,
             "haproxyCfg": args.haproxy_cfg,
             "haproxyCfgSha256": pulumi.Output.from_input(args.haproxy_cfg).apply(sha256_hex),
