@@ -12,6 +12,7 @@ import time
 import pytest
 
 from components.rendering import COLOCATION_ID
+from harness.pulumi_events import step_windows
 from harness.wait import wait_for
 from tests.e2e.conftest import FIGURES
 
@@ -55,18 +56,6 @@ def _refreshed(lab) -> dict[str, dict]:
             metadata = event["resOutputsEvent"]["metadata"]
             done[metadata["urn"].rsplit("::", 1)[-1]] = metadata
     return done
-
-
-def _update_windows(up_json: str, since: float) -> dict[str, list[float]]:
-    """From `pulumi up --json`'s events: each node state's update, start and end, in seconds after `since`."""
-    windows: dict[str, list[float]] = {}
-    for line in up_json.splitlines():
-        event = json.loads(line)
-        for kind in ("resourcePreEvent", "resOutputsEvent"):
-            if kind in event and event[kind]["metadata"]["urn"].endswith("-state"):
-                name = event[kind]["metadata"]["urn"].rsplit("::", 1)[-1]
-                windows.setdefault(name, []).append(round(event["timestamp"] - since, 1))
-    return windows
 
 
 def test_refresh_of_an_undrifted_lab_changes_nothing(lab_up):
@@ -121,7 +110,9 @@ def test_hand_edits_show_in_refresh_and_up_restores_them_without_touching_a_vm(l
     # mark: what a restore step costs the clients.
     failed = [(start, end) for start, end, ok, _ in served["timeline"] if not ok]
     FIGURES["driftRestoreFailuresAtS"] = failed
-    FIGURES["driftRestoreStepsAtS"] = _update_windows(up.stdout, fault_at)
+    FIGURES["driftRestoreStepsAtS"] = {
+        name: [round(t, 1) for t in window] for name, window in step_windows(up.stdout, since=fault_at).items() if name.endswith("-state")
+    }
     # No outage: at most single late answers (a 300 ms probe timeout while crmsh busies a TCG guest, seen 4 and 5
     # times in about 1000 requests), never a stretch of failures such as a VIP move or a haproxy restart would cause.
     assert not served["timelineTruncated"], served
