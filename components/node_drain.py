@@ -69,8 +69,7 @@ class NodeDrainProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(props["node"], dict(props, lastDrain="none: created"))
 
     def diff(self, _id: str, olds: dict, news: dict) -> dynamic.DiffResult:
-        compared = ("node", "connection", "replaceKey", "requirePeer")
-        changes = key_changed(olds, news) or any(olds.get(k) != news.get(k) for k in compared)
+        changes = key_changed(olds, news) or any(olds.get(k) != news.get(k) for k in ("node", "connection", "requirePeer"))
         return dynamic.DiffResult(changes=changes, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict, news: dict) -> dynamic.UpdateResult:
