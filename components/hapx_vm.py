@@ -108,6 +108,16 @@ class HapxVm(pulumi.ComponentResource):
             triggers=[self.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vm], deleted_with=self.vm),
         )
+        # The hypervisor's step once the VM is ready (the QEMU lab: full host priority after the boot), if any.
+        self.settled: Optional[local.Command] = None
+        if args.scripts.settled:
+            self.settled = local.Command(
+                f"{name}-settled",
+                create=args.scripts.settled,
+                interpreter=["/bin/sh", "-c"],
+                triggers=[self.instance_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready], deleted_with=self.vm),
+            )
         self.vm_name = pulumi.Output.from_input(args.spec.name)
         self.ssh_host = pulumi.Output.from_input(args.ssh.host)
         self.ssh_port = pulumi.Output.from_input(args.ssh.port)

@@ -80,6 +80,9 @@ def render(stack: str, out: Path, root: Path = REPO) -> list[Path]:
         scripts = driver.vm_scripts(spec, driver.seed_path(node))
         write(f"{node.name}/{driver.kind}-vm-create.sh", scripts.create)
         write(f"{node.name}/{driver.kind}-vm-delete.sh", scripts.delete)
+        write(f"{node.name}/{driver.kind}-vm-update.sh", scripts.update)
+        if scripts.settled:
+            write(f"{node.name}/{driver.kind}-vm-settled.sh", scripts.settled)
     return written
 
 

@@ -50,17 +50,17 @@ class VmSpec:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
-# The VM's update script when only its seed changed (same path, same
-# identity): the guest read the seed at first boot and the next boot reads
-# the new one; the day-2 commands carry the change to the running node.
-SEED_UPDATED_SCRIPT = "echo 'hapx: seed updated; the VM keeps running'"
-
-
 @dataclass(frozen=True)
 class VmScripts:
     create: str
     delete: str
+    # When the scripts change but not the VM's triggers (a new hapx): keeps
+    # the running VM and prints its id as create does (a different last line
+    # would look like a new VM to everything that follows instance_id).
     update: str
+    # Run on the host once the new VM is ready ("": nothing): the QEMU lab
+    # gives a VM that has finished booting its full share of the host's CPU.
+    settled: str = ""
 
 
 @dataclass(frozen=True)

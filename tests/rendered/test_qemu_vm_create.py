@@ -1,26 +1,36 @@
-"""The lab's VM start script boots the base image's disk through its firmware."""
+"""The lab's VM scripts: the start script boots the base image's disk through its firmware, at a lower host
+priority that the settled script takes back once the VM is ready; the update script keeps the running VM and
+prints its id as the start script does."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from components.drivers.qemu.driver import BOOT_NICE
 from harness.paths import REPO
 
 from .conftest import require_tool, run
 
 
 @pytest.fixture(scope="module")
-def vm_create(tmp_path_factory) -> str:
+def rendered_lab(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("render-lab")
     result = run([str(REPO / ".venv/bin/python"), "-m", "tools.render", "--stack", "lab", "--out", str(out)], cwd=REPO)
     assert result.returncode == 0, result.stderr
-    script = out / "hapx-node01" / "qemu-vm-create.sh"
-    assert subprocess.run([require_tool("bash"), "-n", str(script)]).returncode == 0
-    return script.read_text()
+    for name in ("create", "update", "settled"):
+        assert subprocess.run([require_tool("bash"), "-n", str(out / "hapx-node01" / f"qemu-vm-{name}.sh")]).returncode == 0
+    return out / "hapx-node01"
+
+
+@pytest.fixture(scope="module")
+def vm_create(rendered_lab) -> str:
+    return (rendered_lab / "qemu-vm-create.sh").read_text()
 
 
 def qemu_start_args(script: str) -> list[str]:
@@ -52,3 +62,37 @@ def test_kvm_probe_boots_the_base_image_on_a_snapshot(vm_create):
     # Bounded: at most 40 polls, then the probe QEMU is stopped by its pid.
     assert "seq 40" in probe and 'kill "$probe_pid"' in probe and 'kill -9 "$probe_pid"' in probe
 
+
+
+def test_the_vm_boots_niced_and_settles_at_normal_priority(vm_create, rendered_lab, tmp_path):
+    assert f"nice -n {BOOT_NICE} qemu-system-x86_64 \\\n    -name" in vm_create
+    # The settled script on a stand-in QEMU: a niced process with two threads (python's main and one more).
+    settled = (rendered_lab / "qemu-vm-settled.sh").read_text()
+    path = re.search(r"pid=\$\(cat (\S+)/qemu\.pid\)", settled).group(1)
+    stand_in = subprocess.Popen(
+        ["nice", "-n", str(BOOT_NICE), "python3", "-c", "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); time.sleep(60)"]
+    )
+    try:
+        for _ in range(50):  # its second thread starts within 5 s
+            if len(os.listdir(f"/proc/{stand_in.pid}/task")) >= 2:
+                break
+            subprocess.run(["sleep", "0.1"])
+        niceness = lambda: {int(open(f"/proc/{stand_in.pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[16]) for t in os.listdir(f"/proc/{stand_in.pid}/task")}  # noqa: E731
+        assert niceness() == {BOOT_NICE}
+        (tmp_path / "qemu.pid").write_text(str(stand_in.pid))
+        result = run(["sh", "-c", settled.replace(path, shlex.quote(str(tmp_path)))])
+        assert result.returncode == 0, result.stderr
+        assert niceness() == {0}, "every thread back at normal priority"
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
+def test_the_update_keeps_the_vm_and_prints_its_id_as_create_does(vm_create, rendered_lab, tmp_path):
+    update = (rendered_lab / "qemu-vm-update.sh").read_text()
+    path = re.search(r"cat (\S+)/instance-id", update).group(1)
+    assert 'echo "qemu-instance=$(cat "$vm_dir/instance-id")"' in vm_create
+    (tmp_path / "instance-id").write_text("0123abcd\n")
+    result = run(["sh", "-c", update.replace(path, shlex.quote(str(tmp_path)))])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "qemu-instance=0123abcd"

@@ -21,7 +21,6 @@ from ...config import HapxConfig, NodeConfig
 from ...fencing import QEMU_FENCE_ADDRESS, QEMU_FENCE_PORT, FencePlan, qemu_lab_plan
 from ...rendering import NodeNetwork, render_template
 from ..base import (
-    SEED_UPDATED_SCRIPT,
     HypervisorDriver,
     SshEndpoint,
     VmScripts,
@@ -36,6 +35,7 @@ from .lab_network import QemuLabNetwork, QemuLabNetworkArgs
 
 QEMU_OUI = "52:54:00"
 DISK_SIZE = "4G"  # virtual size of each node's overlay (the base is 3 GiB)
+BOOT_NICE = 10  # a booting VM's host priority, until it is ready (templates/qemu/vm-settled.sh.j2)
 
 
 class QemuDriver(HypervisorDriver):
@@ -125,11 +125,13 @@ class QemuDriver(HypervisorDriver):
             cluster_mac=spec.network.cluster.mac,
             seed_iso=seed_iso,
             fence_forward=self.fence_forward(spec.node),
+            boot_nice=BOOT_NICE,
         )
         return VmScripts(
             create=render_template("qemu/vm-create.sh.j2", **values),
             delete=render_template("qemu/vm-delete.sh.j2", **values),
-            update=SEED_UPDATED_SCRIPT,
+            update=render_template("qemu/vm-update.sh.j2", **values),
+            settled=render_template("qemu/vm-settled.sh.j2", **values),
         )
 
     def network(self, name: str, opts: pulumi.ResourceOptions) -> Optional[pulumi.Resource]:

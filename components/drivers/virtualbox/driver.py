@@ -19,7 +19,6 @@ from ...config import HapxConfig, NodeConfig
 from ...fencing import FencePlan, fence_vbox_plan
 from ...rendering import NodeNetwork, render_template
 from ..base import (
-    SEED_UPDATED_SCRIPT,
     HypervisorDriver,
     NetworkScripts,
     SshEndpoint,
@@ -133,7 +132,7 @@ class VirtualBoxDriver(HypervisorDriver):
         return VmScripts(
             create=render_template("virtualbox/vm-create.sh.j2", **values),
             delete=render_template("virtualbox/vm-delete.sh.j2", **values),
-            update=SEED_UPDATED_SCRIPT,
+            update=render_template("virtualbox/vm-update.sh.j2", **values),
         )
 
     def fence_plan(self) -> Optional[FencePlan]:

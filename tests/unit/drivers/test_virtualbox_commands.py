@@ -61,6 +61,17 @@ def test_create_clones_configures_attaches_and_starts(vbox):
     assert vms()["hapx-node01"]["media"] == {"SATA:1:0": driver.seed_path(spec.node)}
 
 
+def test_update_keeps_the_vm_and_prints_its_id_as_create_does(vbox):
+    _, _, scripts, run, calls, vms = vbox
+    created = run(scripts.create)
+    before = len(calls())
+    updated = run(scripts.update)
+    assert updated.returncode == 0, updated.stderr
+    assert updated.stdout.strip() == created.stdout.strip() == "vbox-uuid=uuid-hapx-node01-1"
+    assert {c[0] for c in calls()[before:]} == {"showvminfo"}, "the update touches nothing"
+    assert scripts.settled == "", "VirtualBox VMs need no step after boot"
+
+
 def test_rerun_after_interruption_converges(vbox):
     _, _, scripts, run, calls, vms = vbox
     # The first run dies after the clone (modifyvm fails once)...
