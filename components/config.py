@@ -241,7 +241,11 @@ class HapxConfig(_Model):
     cluster_vlan: Int(0, 4094, "a VLAN id (0: untagged)") = F(41, "VLAN id of the cluster segment; `0`: untagged.")
     dhcp_vlan: Optional[Int(1, 4094, "a VLAN id")] = F(None, "An extra VLAN on the cluster NIC, configured by DHCP.")
     vip: IPv4 = F(..., "The floating IP: a host address in `clusterNetwork`, not a node's or backend's.")
-    nodes: tuple[NodeConfig, ...] = F(..., "The nodes, two or more; their order gives corosync node ids.")
+    nodes: tuple[NodeConfig, ...] = F(
+        ...,
+        "The nodes, two or more; their order gives corosync node ids. Adding or removing nodes at the end of the list"
+        " replaces no running node.",
+    )
     backends: tuple[BackendConfig, ...] = F(
         (), "The reference's TCP service (`kubernetes-apiserver` on `haproxy.frontendPort`): its servers.", "required¹"
     )

@@ -1,6 +1,7 @@
 """HaproxyCluster: the whole HA pair, composed from the other components.
 
 Order (each arrow a dependency Pulumi enforces):
+  membership (corosync.conf on the running nodes: nodes added, removed) -> every node's drain
   network -> seed -> drain -> VM -> ready -> haproxy.cfg + stats credentials -> rejoin
   rolling: node i's rejoin -> node i+1's drain (one node at a time)
   all nodes rejoined -> cluster formed -> crm applied -> VIP placed
@@ -16,6 +17,7 @@ import pulumi
 from pulumi_command import remote
 
 from .cloud_init_seed import CloudInitSeed, CloudInitSeedArgs
+from .cluster_membership import ClusterMember, ClusterMembership, ClusterMembershipArgs
 from .config import HapxConfig, NodeConfig, Rollout
 from .hapx_vm import HapxVm, HapxVmArgs, node_connection, replace_key
 from .node_drain import NodeDrain, NodeDrainArgs
@@ -87,6 +89,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         self.tls_pems = self._tls_pems(args)
         network = self._driver.network(f"{name}-network", pulumi.ResourceOptions(parent=self))
         base_vm = self._driver.base_vm(f"{name}-base-vm", pulumi.ResourceOptions(parent=self))
+        self.membership = self._membership(cluster_files)
         self.node_vms: list[HapxVm] = []
         self.node_drains: list[NodeDrain] = []
         nodes_configured: list[pulumi.Resource] = []
@@ -158,6 +161,27 @@ class HaproxyCluster(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
+    def _membership(self, cluster_files: ClusterFiles) -> ClusterMembership:
+        """corosync.conf carried to the running nodes (components/cluster_membership.py), before any node's drain."""
+        cfg, secrets = self._cfg, self.secrets
+        members = [
+            ClusterMember(
+                node=node.name,
+                connection=node_connection(
+                    self._driver.ssh_endpoint(node, index),
+                    cfg.admin_user,
+                    secrets.admin_key.private_key,
+                    secrets.host_keys[node.name].public_key,
+                ),
+            )
+            for index, node in enumerate(cfg.nodes)
+        ]
+        return ClusterMembership(
+            f"{self._name}-membership",
+            ClusterMembershipArgs(members=members, corosync_conf=cluster_files.corosync_conf),
+            pulumi.ResourceOptions(parent=self),
+        )
+
     def _tls_pems(self, args: HaproxyClusterArgs) -> dict[str, pulumi.Output[str]]:
         """Each TLS-terminating service's PEM file: from hapx:tlsCertificates, or generated."""
         given = pulumi.Output.secret(args.tls_certificates or {})
@@ -220,7 +244,8 @@ class HaproxyCluster(pulumi.ComponentResource):
                 replace_key=replace_key(seed, spec),
                 require_peer=cfg.rollout is Rollout.ROLLING,
             ),
-            pulumi.ResourceOptions(parent=self, depends_on=[after] if after is not None else None),
+            # After the membership move: a node being added boots once the others know it.
+            pulumi.ResourceOptions(parent=self, depends_on=[self.membership, *([after] if after is not None else [])]),
         )
         self.node_drains.append(drain)
         return HapxVm(
@@ -253,7 +278,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         agents_script = render_template(
             "node/install-agents.sh.j2",
             files=[
-                {"path": f.path, "content_b64": base64.b64encode(f.content.encode()).decode()}
+                {"path": f.path, "mode": f.mode, "content_b64": base64.b64encode(f.content.encode()).decode()}
                 for f in node_agent_files(fencing)
             ],
         )
@@ -272,6 +297,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         ]
         steps: list[pulumi.Resource] = [
             vm.ready,
+            *([vm.settled] if vm.settled is not None else []),
             *certificates,
             self._node_step(
                 f"{prefix}-haproxy-cfg",

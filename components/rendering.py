@@ -125,9 +125,12 @@ class NodeFiles:
     meta_data: str
     network_config: str
     stats_env: str
-    # Hash of what makes the node what it is (name, network, keys, cluster
-    # membership). A change here replaces the VM; anything else is applied
-    # to the running node over SSH.
+    # Hash of what makes the node what it is (name, network, keys, the
+    # cluster it can join: name, authkey, its corosync node id). A change
+    # here replaces the VM; anything else is applied to the running node over
+    # SSH. Not corosync.conf's nodelist or timers: a node added or removed, or
+    # a new token, is pushed to the running nodes and reloaded
+    # (components/cluster_membership.py), so scaling replaces nothing.
     identity_sha: str
 
     def seed_payload(self) -> str:
@@ -236,7 +239,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         vip_id=VIP_ID,
         haproxy_id=HAPROXY_ID,
         haproxy_clone_id=HAPROXY_CLONE_ID,
-        haproxy_instances=len(cfg.nodes) if pm.haproxy_on_all_nodes else 1,
+        haproxy_on_all_nodes=pm.haproxy_on_all_nodes,
         # hapx's agent can hand the address over (migrate_to/migrate_from);
         # IPaddr2 cannot, and a lone haproxy must start before the VIP anyway.
         vip_migrates=pm.vip_agent is VipAgent.HAPX and pm.haproxy_on_all_nodes,
@@ -250,13 +253,21 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
 class NodeAgentFile:
     path: str
     content: str
+    mode: str = "0755"
+
+
+# systemd drop-ins that give haproxy the node's CPU before anything else (templates/node/systemd/).
+HAPROXY_CPU_DROP_IN = "/etc/systemd/system/haproxy.service.d/hapx-cpu.conf"
+USER_SLICE_CPU_DROP_IN = "/etc/systemd/system/user.slice.d/hapx-cpu.conf"
 
 
 def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
-    """The resource and fence agents hapx installs on every node."""
+    """The resource and fence agents hapx installs on every node, and its systemd drop-ins."""
     files = [
         NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text()),
         NodeAgentFile(OCF_VIP_PATH, (TEMPLATE_DIR / "node" / "ocf-vip").read_text()),
+        NodeAgentFile(HAPROXY_CPU_DROP_IN, (TEMPLATE_DIR / "node" / "systemd" / "haproxy-cpu.conf").read_text(), "0644"),
+        NodeAgentFile(USER_SLICE_CPU_DROP_IN, (TEMPLATE_DIR / "node" / "systemd" / "user-slice-cpu.conf").read_text(), "0644"),
     ]
     if fencing is not None and fencing.agent_template is not None:
         files.append(NodeAgentFile(f"/usr/sbin/{fencing.agent}", (TEMPLATE_DIR / fencing.agent_template).read_text()))
@@ -301,7 +312,8 @@ def render_node_files(
         secrets.host_public_key,
         secrets.host_private_key,
         secrets.authkey_b64,
-        cluster.corosync_conf,
+        cfg.cluster_name,
+        str(node.node_id),
     )
     meta_data = render_template(
         "meta-data.yaml.j2",

@@ -58,6 +58,8 @@ COMMON = {
     "hapx-secrets-stats-password": ("command:local:Command", "hapx-secrets"),
     "hapx-secrets-corosync-authkey": ("command:local:Command", "hapx-secrets"),
     "hapx-network": None,  # per hypervisor, below
+    # corosync.conf carried to the running nodes (components/cluster_membership.py): scale without replacing VMs.
+    "hapx-membership": ("pulumi-python:dynamic/hapx:ClusterMembership", "hapx"),
     "hapx-pacemaker": ("hapx:index:PacemakerResourceSet", "hapx"),
     "hapx-pacemaker-cluster-formed": ("command:remote:Command", "hapx-pacemaker"),
     "hapx-pacemaker-apply": ("command:remote:Command", "hapx-pacemaker"),
@@ -85,6 +87,9 @@ NETWORKS = {
         "hapx-secrets-web-tls-certificate": ("command:local:Command", "hapx-secrets"),
         "hapx-hapx-node01-web-tls": ("command:remote:Command", "hapx"),
         "hapx-hapx-node02-web-tls": ("command:remote:Command", "hapx"),
+        # A booted VM back to the host's normal priority (the lab's VMs boot niced).
+        "hapx-hapx-node01-settled": ("command:local:Command", "hapx-hapx-node01"),
+        "hapx-hapx-node02-settled": ("command:local:Command", "hapx-hapx-node02"),
     },
 }
 

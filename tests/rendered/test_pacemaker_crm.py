@@ -73,7 +73,25 @@ def _crm_script(haproxy_on_all_nodes: bool) -> str:
 
 def test_dev_stack_runs_haproxy_on_all_nodes(rendered_dev):
     text = (rendered_dev / "pacemaker.crm").read_text()
-    assert f"clone {HAPROXY_CLONE_ID} {HAPROXY_ID} meta clone-max=2" in text
+    # No clone-max: one instance per cluster node, whatever their number (a node added or removed needs no edit).
+    assert f"clone {HAPROXY_CLONE_ID} {HAPROXY_ID} meta clone-node-max=1 interleave=true" in text
+    assert "clone-max=" not in text
+
+
+def test_haproxy_instances_follow_the_cluster_nodes(empty_cib, tmp_path):
+    """Scale (issue 13): the same script runs haproxy on two nodes, then on a third that joins, and an older stack's
+    clone-max=2 is dropped by `load update`, not kept."""
+    script = tmp_path / "pacemaker.crm"
+    script.write_text(_crm_script(True).replace("meta clone-node-max=1", "meta clone-max=2 clone-node-max=1"))
+    _crm_load(empty_cib, script)
+    three = (*NODES, "hapx-node03")
+    up = sum((["--node-up", n] for n in three), [])
+    assert len(_haproxy_nodes(_simulate(empty_cib, *up, "-S"))) == 2, "the older script's clone-max=2 holds before the update"
+    script.write_text(_crm_script(True))
+    _crm_load(empty_cib, script)
+    assert 'name="clone-max"' not in empty_cib.read_text(), "load update kept the old clone-max"
+    assert _haproxy_nodes(_simulate(empty_cib, *up, "-S")) == set(three)
+    assert _haproxy_nodes(_simulate(empty_cib, *sum((["--node-up", n] for n in NODES), []), "-S")) == set(NODES)
 
 
 @pytest.mark.parametrize("haproxy_on_all_nodes", [True, False], ids=["haproxy-on-all-nodes", "haproxy-moves-with-vip"])

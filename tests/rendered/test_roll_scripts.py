@@ -42,6 +42,8 @@ def cluster(tmp_path) -> dict:
         "sudo": 'exec "$@"',
         "systemctl": f'echo "$*" >> {units}\n[ "$1" != is-active ] || [ ! -e {tmp_path}/pacemaker-stopped ]',
         "sleep": f'{simulate} -x {cib} -S -O {cib} >> {transitions} 2>&1',
+        # corosync's view of the votes, as the test writes it (none: corosync does not answer).
+        "corosync-quorumtool": f'cat {tmp_path}/quorum 2>/dev/null',
     }
     for name, body in fakes.items():
         tool = bin_dir / name
@@ -98,6 +100,26 @@ def test_rolling_drain_refuses_when_no_other_node_is_in_service(cluster):
     assert "hapx:rollout to all-at-once" in result.stderr
     assert standby(cluster, NODE) != "on", "a refused drain changes nothing"
     assert "stop" not in cluster["units"].read_text()
+
+
+QUORUM = "Quorum information\n------------------\nExpected votes:   {expected}\nTotal votes:      {votes}\nQuorum:           {needed}  \nFlags:            Quorate\n"
+
+
+def test_rolling_drain_refuses_when_the_others_would_lose_quorum(cluster):
+    # Three nodes in corosync's nodelist, the third not joined yet: without this node the other holds 1 of 2 votes.
+    (cluster["tmp"] / "quorum").write_text(QUORUM.format(expected=3, votes=2, needed=2))
+    result = sh(cluster, drain_script(NODE, require_peer=True))
+    assert result.returncode == 1
+    assert f"without {NODE} the cluster would hold 1 of the 2 votes it needs for quorum" in result.stderr
+    assert standby(cluster, NODE) != "on", "a refused drain changes nothing"
+    assert "stop" not in cluster["units"].read_text()
+
+
+def test_rolling_drain_goes_ahead_when_the_others_keep_quorum(cluster):
+    (cluster["tmp"] / "quorum").write_text(QUORUM.format(expected=3, votes=3, needed=2))
+    result = sh(cluster, drain_script(NODE, require_peer=True))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert vip_on(cluster) == OTHER
 
 
 def test_all_at_once_drain_goes_ahead_without_a_peer(cluster):

@@ -1,0 +1,88 @@
+"""The membership move's node scripts (templates/cluster/), run here with stand-ins for the node's tools: the file
+is installed only when it differs; the reload tells corosync to re-read its file, makes Pacemaker forget exactly the
+nodes that left, and waits, bounded, until corosync counts the new nodelist. The real corosync and Pacemaker do
+this in tests/e2e/test_lab_scale.py."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from components.cluster_membership import push_script, reload_script
+
+from .conftest import run
+
+
+@pytest.fixture
+def node(tmp_path) -> dict:
+    """Stand-ins: `sudo` runs its command; corosync-cfgtool -R makes corosync expect the votes in `reloaded`;
+    crm_node lists and removes the nodes in `crm-nodes`; every call is logged."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log, expected, reloaded, crm_nodes = (tmp_path / f for f in ("calls.log", "expected", "reloaded", "crm-nodes"))
+    expected.write_text("2")
+    fakes = {
+        "sudo": 'exec "$@"',
+        "systemctl": f'echo "systemctl $*" >> {log}',
+        "corosync-cfgtool": f'echo "corosync-cfgtool $*" >> {log}\ncp {reloaded} {expected}',
+        "corosync-quorumtool": f'printf "Expected votes:   %s\\nTotal votes:      %s\\n" "$(cat {expected})" "$(cat {expected})"',
+        "crm_node": (
+            f'if [ "$1" = --list ]; then cat {crm_nodes}; exit 0; fi\n'
+            f'echo "crm_node $*" >> {log}\ngrep -v " $3 " {crm_nodes} > {crm_nodes}.new; mv {crm_nodes}.new {crm_nodes}'
+        ),
+    }
+    for name, body in fakes.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return {"env": env, "log": log, "reloaded": reloaded, "crm_nodes": crm_nodes, "tmp": tmp_path}
+
+
+def sh(node: dict, script: str, stdin: str = "") -> "subprocess.CompletedProcess":  # noqa: F821
+    return run(["sh", "-c", script], input=stdin, env=node["env"])
+
+
+def test_the_file_is_installed_only_when_it_differs(node, tmp_path):
+    conf = tmp_path / "corosync.conf"
+    conf.write_text("old\n")
+    first = sh(node, push_script(str(conf)), "new\n")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "corosync.conf changed" and conf.read_text() == "new\n"
+    again = sh(node, push_script(str(conf)), "new\n")
+    assert again.stdout.strip() == "corosync.conf unchanged"
+
+
+def test_the_reload_forgets_the_node_that_left_and_waits_for_the_new_count(node):
+    node["crm_nodes"].write_text("1 hapx-node01 member\n2 hapx-node02 member\n3 hapx-node03 lost\n")
+    node["reloaded"].write_text("2")
+    (node["tmp"] / "expected").write_text("3")
+    result = sh(node, reload_script(["hapx-node03"], 2))
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = node["log"].read_text().splitlines()
+    assert "corosync-cfgtool -R" in calls and "crm_node --force --remove hapx-node03" in calls
+    assert "hapx-node03" not in node["crm_nodes"].read_text() and "hapx-node02" in node["crm_nodes"].read_text()
+    assert result.stdout.strip().endswith("membership: 2 nodes")
+
+    # Again (a re-run after an interrupted up): nothing left to forget, still succeeds.
+    node["log"].write_text("")
+    again = sh(node, reload_script(["hapx-node03"], 2))
+    assert again.returncode == 0 and "crm_node --force" not in node["log"].read_text()
+
+
+def test_a_node_added_is_counted_and_nobody_is_forgotten(node):
+    node["crm_nodes"].write_text("1 hapx-node01 member\n2 hapx-node02 member\n")
+    node["reloaded"].write_text("3")
+    result = sh(node, reload_script([], 3))
+    assert result.returncode == 0, result.stderr
+    assert "crm_node --force" not in node["log"].read_text() and result.stdout.strip().endswith("membership: 3 nodes")
+
+
+def test_the_reload_gives_up_in_time_when_corosync_keeps_the_old_count(node):
+    node["crm_nodes"].write_text("")
+    node["reloaded"].write_text("2")  # corosync did not take the new nodelist
+    result = sh(node, reload_script([], 3, timeout_s=2))
+    assert result.returncode == 1
+    assert "corosync still expects 2 votes, not 3" in result.stderr
