@@ -89,7 +89,8 @@ class LabStack:
         config["hapx:qemu"] = dict(
             config["hapx:qemu"],
             labNamespace=namespace,
-            sshPortBase=free_port_base(len(config["hapx:nodes"]), port_start),
+            # Room for one node more: the scale test adds a third.
+            sshPortBase=free_port_base(len(config["hapx:nodes"]) + 1, port_start),
             stateDir=str(state_dir),
         )
         if os.environ.get("HAPX_IMAGE_DIR"):

@@ -63,9 +63,11 @@ def lab(tmp_path_factory):
 # The shared lab's story: up and the checks on a fresh stack (lifecycle up to the
 # backend change), then the services (they move the VIP and put it back), then
 # drift (hand edits put back by refresh and up), then the rolling replacement
-# (both VMs replaced one at a time), then the faults, destroy last.
+# (both VMs replaced one at a time), then scale (a third node added and
+# removed), then the faults, destroy last.
 SERVICES_AFTER = "test_backend_change_updates_in_place"
-ON_THE_SHARED_LAB = ("test_lab_services", "test_lab_drift", "test_lab_rolling")  # in this order, after SERVICES_AFTER
+# In this order, after SERVICES_AFTER.
+ON_THE_SHARED_LAB = ("test_lab_services", "test_lab_drift", "test_lab_rolling", "test_lab_scale")
 
 
 def pytest_collection_modifyitems(session, config, items):
