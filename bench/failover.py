@@ -35,6 +35,11 @@ from inside the lab's namespace (bounded in time) while it:
                  replaces one node at a time; keepalived: the naive way, each
                  node in turn powered off and booted again once the pair is
                  whole (no drain: keepalived's own failover covers the loss).
+- scale:         hapx only: a third node added to the running pair through
+                 `pulumi up`, then removed again (2 -> 3 -> 2), every request
+                 from the start of the first up counted. The keepalived pair
+                 is converted from a hapx-built pair and has no path to a
+                 third node yet: its profile skips this scenario and says so.
 
 The probe (harness/probe.py) is armed before each fault, runs 2 s before
 it and is told the instant it happens; once recovered it keeps probing
@@ -97,7 +102,10 @@ PROFILES = {
     # script does not follow the backends, so `pulumi up` leaves it alone.
     "keepalived": {"hapx:fencing": {"enabled": False}},
 }
-SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "backend-change", "idle-soak", "rolling-replace")
+SCENARIOS = ("power-off", "kill-haproxy", "link-cut", "backend-change", "idle-soak", "rolling-replace", "scale")
+# Scenarios a profile cannot run, and why (the JSON's `skipped` says so; no row is made up).
+NOT_RUN = {"keepalived": {"scale": "the keepalived pair is converted from a hapx-built pair and has no path to a third node"}}
+THIRD_NODE = {"name": "hapx-node03", "clusterAddress": "192.168.4.23"}
 PROBE_INTERVAL_MS = 20
 PROBE_TIMEOUT_MS = 300
 PROBE_LIMIT_S = 120  # no scenario but the soak may keep a client loop running longer
@@ -390,6 +398,39 @@ def rolling_replace(lab: LabStack, pair: Pair, record: dict) -> None:
         raise RuntimeError("the pair is not whole after the replacement")
 
 
+def scale(lab: LabStack, pair: Pair, record: dict) -> None:
+    """Add a third node to the running pair through `pulumi up`, then remove
+    it, while a client keeps using the VIP (every request from the start of
+    the first up counts)."""
+    settle(lab, record)
+    pair_config = copy.deepcopy(lab.config)
+    trio_config = copy.deepcopy(pair_config)
+    trio_config["hapx:nodes"] = [*pair_config["hapx:nodes"], THIRD_NODE]
+    try:
+        with lab.start_probe(ROLL_LIMIT_S, stop_after_recovery=False) as probe:
+            time.sleep(LEAD_IN_S)
+            probe.fault()
+            started = time.monotonic()
+            lab.set_config(trio_config)
+            lab.pulumi("up", "--yes", "--skip-preview")
+            record["scaleUpS"] = round(time.monotonic() - started, 1)
+            record["nodesAfterScaleUp"] = sorted(lab.corosync_members(lab.nodes[0]))
+            removing = time.monotonic()
+            record["scaleDownAtS"] = round(removing - started, 1)
+            lab.set_config(pair_config)
+            lab.pulumi("up", "--yes", "--skip-preview")
+            record["scaleDownS"] = round(time.monotonic() - removing, 1)
+            time.sleep(2)
+            record["probe"] = probe.stop()
+    finally:
+        # A failed up leaves the stack wherever it stopped: the next up (the next run) goes back to the pair.
+        lab.set_config(pair_config)
+    record["vipMoves"] = len(record["probe"]["viaChanges"])
+    record["viaChanges"] = record["probe"]["viaChanges"]
+    if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
+        raise RuntimeError("the pair is not whole after the scale")
+
+
 RUNNERS = {
     "power-off": power_off,
     "kill-haproxy": kill_haproxy,
@@ -397,6 +438,7 @@ RUNNERS = {
     "backend-change": backend_change,
     "idle-soak": idle_soak,
     "rolling-replace": rolling_replace,
+    "scale": scale,
 }
 
 
@@ -438,6 +480,11 @@ def bench_profile(
         for scenario in scenarios:
             # The soak is one long run; the others repeat.
             if scenario == "idle-soak" and name not in soak_profiles:
+                continue
+            if scenario in NOT_RUN.get(name, {}):
+                section.setdefault("skipped", {})[scenario] = NOT_RUN[name][scenario]
+                print(f"[bench] {name} {scenario}: not run: {NOT_RUN[name][scenario]}", flush=True)
+                save()
                 continue
             rows = section["scenarios"].setdefault(scenario, [])
             for run in range(1, (1 if scenario == "idle-soak" else runs) + 1):

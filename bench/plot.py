@@ -132,7 +132,7 @@ def draw_scenario(document: dict, scenario: str, path: Path) -> Path:
         if below != above:
             raster.axhline(y + 0.5, color="#999999", linewidth=0.8)
     raster.set_ylim(-0.7, max(len(labels), 1) - 0.3)
-    zero = "the fault" if scenario in FAULT_WINDOW_SCENARIOS or scenario in ("backend-change", "rolling-replace") else "the probe's start"
+    zero = "the fault" if scenario in FAULT_WINDOW_SCENARIOS or scenario in ("backend-change", "rolling-replace", "scale") else "the probe's start"
     raster.axvline(0, color="black", linewidth=1)
     figure.suptitle(f"{scenario}: every request of every run, seconds from {zero}", fontsize=12)
     legend = [Patch(color=OK_COLOUR, label="answered"), Patch(color=FAILED_COLOUR, label="failed")]

@@ -6,7 +6,7 @@ every field):
 
     {"schemaVersion", "command", "gitCommit", "gitDirty", "startedAt",
      "endedAt", "machine": {...}, "image": {...}, "settings": {...},
-     "profiles": {profile: {"overrides", "qemuAccel", "labUpS", "error",
+     "profiles": {profile: {"overrides", "qemuAccel", "labUpS", "error", "skipped",
                             "scenarios": {scenario: [run row, ...]}}}}
 
 Every run is a row with every field of RUN_FIELDS (null when it does not
@@ -26,11 +26,12 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Versions whose runs read the same as this one's (3 only added
 # translationCacheFlushes to the idle soak's scenario figures; 4 the
-# rolling-replace scenario and its figures).
-READABLE_VERSIONS = (2, 3, 4)
+# rolling-replace scenario and its figures; 5 the scale scenario, its
+# figures, and a profile's `skipped` scenarios).
+READABLE_VERSIONS = (2, 3, 4, 5)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -79,7 +80,7 @@ PROBE_FIELDS = (
 SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
     "failCounts", "backendNow", "settle", "translationCacheFlushes", "memoryMb", "stepsS", "replaceS", "replacedNodes",
-    "viaChanges",
+    "viaChanges", "scaleUpS", "scaleDownAtS", "scaleDownS", "nodesAfterScaleUp",
 )  # fmt: skip
 
 
