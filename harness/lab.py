@@ -151,6 +151,11 @@ class LabStack:
                 holders.append(node)
         return holders
 
+    def whole(self) -> bool:
+        """Every node online in Pacemaker, no resource stopped, one VIP holder."""
+        status = self.ssh(self.nodes[0], "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
+        return f"Online: [ {' '.join(self.nodes)} ]" in status and "Stopped" not in status and len(self.vip_holders()) == 1
+
     def tap(self, node: str) -> str:
         """The node's cluster NIC on the host."""
         return tap_name(self.stack, node)

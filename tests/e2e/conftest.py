@@ -60,6 +60,14 @@ def lab(tmp_path_factory):
     lab.teardown()
 
 
+@pytest.fixture(scope="module")
+def lab_up(lab):
+    """The shared lab, up (when a module of ON_THE_SHARED_LAB runs on its own, it is brought up here)."""
+    if not lab.workspace.export(lab.stack)["deployment"].get("resources"):
+        lab.up()
+    return lab
+
+
 # The shared lab's story: up and the checks on a fresh stack (lifecycle up to the
 # backend change), then the services (they move the VIP and put it back), then
 # drift (hand edits put back by refresh and up), then the rolling replacement

@@ -19,21 +19,10 @@ from tests.e2e.conftest import FIGURES
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def lab_up(lab):
-    """The shared lab, up (when this file runs on its own, it is brought up here)."""
-    if not lab.workspace.export(lab.stack)["deployment"].get("resources"):
-        lab.up()
-    return lab
-
 
 def _state(node: str) -> str:
     return f"hapx-{node}-state"
 
-
-def _whole(lab) -> bool:
-    status = lab.ssh(lab.nodes[0], "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
-    return f"Online: [ {' '.join(lab.nodes)} ]" in status and "Stopped" not in status and len(lab.vip_holders()) == 1
 
 
 def _haproxy_cfg(lab, node: str) -> str:
@@ -67,7 +56,7 @@ def test_refresh_of_an_undrifted_lab_changes_nothing(lab_up):
 
 def test_hand_edits_show_in_refresh_and_up_restores_them_without_touching_a_vm(lab_up):
     lab = lab_up
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(lab.nodes[0], "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(lab.nodes[0], "sudo crm_mon -1").stdout
     (holder,) = lab.vip_holders()
     other = next(n for n in lab.nodes if n != holder)
     vms = {n: (lab.vm_pid(n), lab.boot_id(n), lab.instance_id(n)) for n in lab.nodes}
@@ -120,7 +109,7 @@ def test_hand_edits_show_in_refresh_and_up_restores_them_without_touching_a_vm(l
 
     assert _has_colocation(lab)
     assert _haproxy_cfg(lab, holder) == declared_cfg
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(lab.nodes[0], "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(lab.nodes[0], "sudo crm_mon -1").stdout
     assert {n: (lab.vm_pid(n), lab.boot_id(n), lab.instance_id(n)) for n in lab.nodes} == vms
     assert lab.probe(duration_s=2, interval_ms=50)["failures"] == 0
     lab.pulumi("refresh", "--yes", "--skip-preview", "--expect-no-changes")

@@ -27,23 +27,12 @@ pytestmark = pytest.mark.e2e
 LONGEST_FAILURE_STRETCH_S = 2.0
 
 
-@pytest.fixture(scope="module")
-def lab_up(lab):
-    """The shared lab, up (when this file runs on its own, it is brought up here)."""
-    if not lab.workspace.export(lab.stack)["deployment"].get("resources"):
-        lab.up()
-    return lab
-
-
-def _whole(lab) -> bool:
-    status = lab.ssh(lab.nodes[0], "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
-    return f"Online: [ {' '.join(lab.nodes)} ]" in status and "Stopped" not in status and len(lab.vip_holders()) == 1
 
 
 def test_a_size_change_replaces_one_node_at_a_time_with_the_vip_served(lab_up):
     lab = lab_up
     first, second = lab.nodes
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
     vms = {n: (lab.vm_pid(n), lab.boot_id(n)) for n in lab.nodes}
     (holder,) = lab.vip_holders()
 
@@ -95,6 +84,6 @@ def test_a_size_change_replaces_one_node_at_a_time_with_the_vip_served(lab_up):
 
     # Both VMs are new, both nodes serve, one VIP holder; nothing is left to do.
     assert all(lab.vm_pid(n) != vms[n][0] and lab.boot_id(n) != vms[n][1] for n in lab.nodes), vms
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
     assert lab.probe(duration_s=2, interval_ms=50)["failures"] == 0
     lab.up("--expect-no-changes")

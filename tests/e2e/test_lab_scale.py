@@ -23,19 +23,6 @@ pytestmark = pytest.mark.e2e
 THIRD = {"name": "hapx-node03", "clusterAddress": "192.168.4.23"}
 
 
-@pytest.fixture(scope="module")
-def lab_up(lab):
-    """The shared lab, up (when this file runs on its own, it is brought up here)."""
-    if not lab.workspace.export(lab.stack)["deployment"].get("resources"):
-        lab.up()
-    return lab
-
-
-def _whole(lab) -> bool:
-    status = lab.ssh(lab.nodes[0], "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
-    return f"Online: [ {' '.join(lab.nodes)} ]" in status and "Stopped" not in status and len(lab.vip_holders()) == 1
-
-
 def _quorum(lab, node: str) -> str:
     return lab.ssh(node, "sudo corosync-quorumtool -s", timeout=30).stdout
 
@@ -45,21 +32,18 @@ def _haproxy_nodes(lab) -> set[str]:
     return set(re.findall(r"is running on: (\S+)", out))
 
 
-def _planned(lab) -> dict[str, str]:
-    steps = json.loads(lab.pulumi("preview", "--json").stdout)["steps"]
-    return {s["urn"].rsplit("::", 1)[-1]: s["op"] for s in steps if s["op"] != "same"}
-
-
-def _up_probed(lab, config: dict) -> dict:
-    """`pulumi up` to `config` with the probe running from its start; the probe's figures."""
+def _scale(lab, config: dict, name: str, third_vm_op: str) -> dict:
+    """Preview, then `pulumi up` to `config` with the probe running from its start; the probe's figures, recorded
+    under `name`. Nothing of a running node is replaced: only the check that every node is online runs again."""
     lab.set_config(config)
+    steps = json.loads(lab.pulumi("preview", "--json").stdout)["steps"]
+    plan = {s["urn"].rsplit("::", 1)[-1]: s["op"] for s in steps if s["op"] != "same"}
+    assert {step for step, op in plan.items() if op == "replace"} == {"hapx-pacemaker-cluster-formed"}, plan
+    assert plan["hapx-membership"] == "update" and plan[f"hapx-{THIRD['name']}-vm"] == third_vm_op, plan
     with lab.start_probe(duration_s=1800, stop_after_recovery=False, interval_ms=20) as probe:
         probe.fault()  # from here on, any failed request counts
         lab.up()
-        return probe.stop()
-
-
-def _record(name: str, served: dict) -> None:
+        served = probe.stop()
     failed = [(start, end) for start, end, ok, _ in served["timeline"] if not ok]
     FIGURES[f"{name}Requests"] = served["probes"]
     FIGURES[f"{name}FailedRequests"] = served["failuresAfterFault"]
@@ -67,31 +51,26 @@ def _record(name: str, served: dict) -> None:
     FIGURES[f"{name}VipMoves"] = served["viaChanges"]
     assert not served["timelineTruncated"], served
     assert max((end - start for start, end in failed), default=0.0) < LONGEST_FAILURE_STRETCH_S, failed
+    return served
 
 
 def test_a_third_node_joins_the_running_pair_and_leaves_again(lab_up):
     lab = lab_up
     first, second = pair = list(lab.nodes)
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
     assert "2Node" in _quorum(lab, first)
     vms = {n: (lab.vm_pid(n), lab.boot_id(n)) for n in pair}
     pair_config = copy.deepcopy(lab.config)
 
-    # Adding: the plan replaces nothing; the running nodes learn the new membership first.
+    # Adding: the running nodes learn the new membership first, then the new one boots and joins.
     trio_config = copy.deepcopy(pair_config)
     trio_config["hapx:nodes"] = [*pair_config["hapx:nodes"], THIRD]
-    lab.set_config(trio_config)
-    plan = _planned(lab)
-    # Nothing of a running node is replaced; only the check that every node is online runs again, for three.
-    assert {name for name, op in plan.items() if op == "replace"} == {"hapx-pacemaker-cluster-formed"}, plan
-    assert plan["hapx-membership"] == "update" and plan[f"hapx-{THIRD['name']}-vm"] == "create", plan
-    served = _up_probed(lab, trio_config)
-    _record("scaleUp", served)
+    served = _scale(lab, trio_config, "scaleUp", third_vm_op="create")
     assert served["viaChanges"] == [], "adding a node must not move the VIP"
 
     third = THIRD["name"]
     assert lab.nodes == [first, second, third]
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
     assert all(lab.vm_pid(n) == vms[n][0] and lab.boot_id(n) == vms[n][1] for n in pair), "running VMs were replaced"
     quorum = _quorum(lab, first)
     assert re.search(r"Expected votes:\s+3\b", quorum) and "2Node" not in quorum, quorum
@@ -107,15 +86,10 @@ def test_a_third_node_joins_the_running_pair_and_leaves_again(lab_up):
     lab.up("--expect-no-changes")
 
     # Removing: the third node is drained (it gives up anything it runs) before the others forget it.
-    lab.set_config(pair_config)
-    plan = _planned(lab)
-    assert {name for name, op in plan.items() if op == "replace"} == {"hapx-pacemaker-cluster-formed"}, plan
-    assert plan["hapx-membership"] == "update" and plan[f"hapx-{third}-vm"] == "delete", plan
-    served = _up_probed(lab, pair_config)
-    _record("scaleDown", served)
+    _scale(lab, pair_config, "scaleDown", third_vm_op="delete")
 
     assert lab.nodes == pair
-    assert wait_for(lambda: _whole(lab), 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 180, interval_s=3), lab.ssh(first, "sudo crm_mon -1").stdout
     quorum = _quorum(lab, first)
     assert re.search(r"Expected votes:\s+2\b", quorum) and "2Node" in quorum, quorum
     assert third not in lab.ssh(first, "sudo crm_node --list", timeout=30).stdout

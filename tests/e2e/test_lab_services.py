@@ -56,13 +56,6 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as raw
 """
 
 
-@pytest.fixture(scope="module")
-def lab_up(lab):
-    """The shared lab, up (when this file runs on its own, it is brought up here)."""
-    if not lab.workspace.export(lab.stack)["deployment"].get("resources"):
-        lab.up()
-    return lab
-
 
 @pytest.fixture(scope="module")
 def ca_file(lab_up, tmp_path_factory):

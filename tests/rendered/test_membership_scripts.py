@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -41,7 +42,7 @@ def node(tmp_path) -> dict:
     return {"env": env, "log": log, "reloaded": reloaded, "crm_nodes": crm_nodes, "tmp": tmp_path}
 
 
-def sh(node: dict, script: str, stdin: str = "") -> "subprocess.CompletedProcess":  # noqa: F821
+def sh(node: dict, script: str, stdin: str = "") -> subprocess.CompletedProcess:
     return run(["sh", "-c", script], input=stdin, env=node["env"])
 
 
