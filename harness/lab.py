@@ -36,9 +36,17 @@ from tools.qemu_fence_host import FenceError, Qmp
 # read and "primed" printed first; the kill (the shell's builtin) runs when a
 # line arrives on stdin. So the caller can mark the fault the instant before
 # it happens, not an SSH login (about a second under TCG) earlier.
+# The unit's processes are read again at the kill, not when primed: a worker
+# that a reload left behind may exit in between, and `kill` of a gone process
+# failed the whole kill (seen right after the scale test's haproxy reloads).
+# The kill succeeds when at least one process of the unit was killed.
+KILL_UNIT_PROCESSES = (
+    'killed=0; for pid in $(cat "$procs"); do kill -KILL "$pid" 2>/dev/null && killed=$((killed + 1)); done;'
+    ' [ "$killed" -gt 0 ]'
+)
 PRIMED_HAPROXY_KILL = "sudo sh -c " + shlex.quote(
-    "procs=$(cat /sys/fs/cgroup$(systemctl show -p ControlGroup --value haproxy.service)/cgroup.procs)"
-    ' && [ -n "$procs" ] && echo primed && read _ && kill -KILL $procs'
+    "procs=/sys/fs/cgroup$(systemctl show -p ControlGroup --value haproxy.service)/cgroup.procs"
+    f' && [ -s "$procs" ] && echo primed && read _ && {KILL_UNIT_PROCESSES}'
 )
 
 

@@ -54,7 +54,7 @@ def lab(tmp_path_factory):
     pytest_collection_modifyitems sets, destroy last; teardown removes whatever a failure left."""
     workspace = PulumiWorkspace(tmp_path_factory.mktemp("pulumi-lab"))
     # Built all at once (a rolling first build waits for each node in turn, about 2 minutes more here);
-    # test_lab_rolling turns rolling on for the replacement it tests, the interrupted up builds rolling.
+    # test_lab_rolling turns rolling on for the replacement it tests (the interrupted up builds all at once too).
     lab = LabStack.create(workspace, "e2e", tmp_path_factory.mktemp("lab-state"), port_start=24200, rollout="all-at-once")
     yield lab
     lab.teardown()

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def lab(workspace, tmp_path_factory):
-    lab = LabStack.create(workspace, "e2eint", tmp_path_factory.mktemp("lab-state"), port_start=24300)
+    # Built all at once: the rolling replacement test stops and re-runs a roll already; this one, a first build.
+    lab = LabStack.create(workspace, "e2eint", tmp_path_factory.mktemp("lab-state"), port_start=24300, rollout="all-at-once")
     yield lab
     lab.teardown()
 
