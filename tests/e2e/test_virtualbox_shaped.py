@@ -66,6 +66,8 @@ class VboxLab:
             "baseVm": BASE_VM,
             "seedDir": str(root / "seeds"),
         }
+        # Both nodes at once, as the shared lab (a rolling first build waits for each node in turn, minutes here).
+        config["hapx:rollout"] = "all-at-once"
         self.config = config
 
     def create(self) -> None:
