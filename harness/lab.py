@@ -40,13 +40,17 @@ from tools.qemu_fence_host import FenceError, Qmp
 # that a reload left behind may exit in between, and `kill` of a gone process
 # failed the whole kill (seen right after the scale test's haproxy reloads).
 # The kill succeeds when at least one process of the unit was killed.
+# "Primed" needs the unit to have a process: read, not `[ -s ]`, because a
+# cgroup file, like any file the kernel writes on read, has size 0 (a CI run
+# found that `-s` never primed).
+UNIT_HAS_PROCESSES = 'grep -q . "$procs"'
 KILL_UNIT_PROCESSES = (
     'killed=0; for pid in $(cat "$procs"); do kill -KILL "$pid" 2>/dev/null && killed=$((killed + 1)); done;'
     ' [ "$killed" -gt 0 ]'
 )
 PRIMED_HAPROXY_KILL = "sudo sh -c " + shlex.quote(
     "procs=/sys/fs/cgroup$(systemctl show -p ControlGroup --value haproxy.service)/cgroup.procs"
-    f' && [ -s "$procs" ] && echo primed && read _ && {KILL_UNIT_PROCESSES}'
+    f" && {UNIT_HAS_PROCESSES} && echo primed && read _ && {KILL_UNIT_PROCESSES}"
 )
 
 
@@ -192,10 +196,12 @@ class LabStack:
         )  # fmt: skip
         try:
             answered = select.select([proc.stdout], [], [], 60)[0]
-            if not answered or proc.stdout.readline().strip() != "primed":
+            line = proc.stdout.readline().strip() if answered else None
+            if line != "primed":
                 proc.kill()
                 _, err = proc.communicate(timeout=30)
-                raise RuntimeError(f"{node}: could not get ready to kill haproxy: {err.strip() or 'no answer within 60 s'}")
+                why = "no answer within 60 s" if line is None else f"exit {proc.returncode}, no haproxy process to kill"
+                raise RuntimeError(f"{node}: could not get ready to kill haproxy ({why}): {err.strip()}")
             mark()
             proc.stdin.write("\n")
             proc.stdin.flush()
