@@ -42,6 +42,9 @@ from .rendering import render_template
 
 COROSYNC_CONF_PATH = "/etc/corosync/corosync.conf"
 RELOAD_TIMEOUT_S = 120
+# How long a node that left must stay out of Pacemaker's node list before the
+# reload counts it forgotten (templates/cluster/reload-membership.sh.j2).
+FORGOTTEN_SETTLE_S = 5
 PUSH_TIMEOUT_S = 60
 
 
@@ -49,9 +52,15 @@ def push_script(path: str = COROSYNC_CONF_PATH) -> str:
     return render_template("cluster/push-corosync-conf.sh.j2", path=path)
 
 
-def reload_script(leaving: Sequence[str], node_count: int, timeout_s: int = RELOAD_TIMEOUT_S) -> str:
+def reload_script(
+    leaving: Sequence[str], node_count: int, timeout_s: int = RELOAD_TIMEOUT_S, settle_s: int = FORGOTTEN_SETTLE_S
+) -> str:
     return render_template(
-        "cluster/reload-membership.sh.j2", leaving=list(leaving), node_count=node_count, timeout_s=timeout_s
+        "cluster/reload-membership.sh.j2",
+        leaving=list(leaving),
+        node_count=node_count,
+        timeout_s=timeout_s,
+        settle_s=settle_s,
     )
 
 
