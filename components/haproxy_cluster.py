@@ -9,7 +9,6 @@ Order (each arrow a dependency Pulumi enforces):
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Optional
 
@@ -37,6 +36,7 @@ from .rendering import (
     NodeSecrets,
     crm_ids,
     node_agent_files,
+    render_agents_install,
     render_cluster_files,
     render_node_files,
     render_stats_env,
@@ -275,13 +275,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         stats_env = pulumi.Output.secret(
             self.secrets.stats_password.apply(lambda pw: render_stats_env(self._cfg.haproxy.stats_user, pw))
         )
-        agents_script = render_template(
-            "node/install-agents.sh.j2",
-            files=[
-                {"path": f.path, "mode": f.mode, "content_b64": base64.b64encode(f.content.encode()).decode()}
-                for f in node_agent_files(fencing)
-            ],
-        )
+        agents_script = render_agents_install(node_agent_files(fencing))
         # haproxy -c (before haproxy.cfg is installed) reads the certificates: they go first.
         certificates = [
             self._node_step(

@@ -7,6 +7,7 @@ calls them with placeholders instead of secrets.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -254,24 +255,49 @@ class NodeAgentFile:
     path: str
     content: str
     mode: str = "0755"
+    # A systemd unit the install enables and starts (restarts when it changed).
+    starts_unit: bool = False
+
+    @property
+    def unit(self) -> Optional[str]:
+        return self.path.rsplit("/", 1)[-1] if self.starts_unit else None
 
 
 # systemd drop-ins that give haproxy the node's CPU before anything else (templates/node/systemd/).
 HAPROXY_CPU_DROP_IN = "/etc/systemd/system/haproxy.service.d/hapx-cpu.conf"
 USER_SLICE_CPU_DROP_IN = "/etc/systemd/system/user.slice.d/hapx-cpu.conf"
+# Address-space randomisation off, only where the node runs under pure emulation (the unit's comment says why).
+EMULATED_NO_ASLR_UNIT = "/etc/systemd/system/hapx-emulated-no-aslr.service"
 
 
 def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
-    """The resource and fence agents hapx installs on every node, and its systemd drop-ins."""
+    """The resource and fence agents hapx installs on every node, its systemd drop-ins and units."""
     files = [
         NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text()),
         NodeAgentFile(OCF_VIP_PATH, (TEMPLATE_DIR / "node" / "ocf-vip").read_text()),
         NodeAgentFile(HAPROXY_CPU_DROP_IN, (TEMPLATE_DIR / "node" / "systemd" / "haproxy-cpu.conf").read_text(), "0644"),
         NodeAgentFile(USER_SLICE_CPU_DROP_IN, (TEMPLATE_DIR / "node" / "systemd" / "user-slice-cpu.conf").read_text(), "0644"),
+        NodeAgentFile(
+            EMULATED_NO_ASLR_UNIT,
+            (TEMPLATE_DIR / "node" / "systemd" / "hapx-emulated-no-aslr.service").read_text(),
+            "0644",
+            starts_unit=True,
+        ),
     ]
     if fencing is not None and fencing.agent_template is not None:
         files.append(NodeAgentFile(f"/usr/sbin/{fencing.agent}", (TEMPLATE_DIR / fencing.agent_template).read_text()))
     return tuple(files)
+
+
+def render_agents_install(files: tuple[NodeAgentFile, ...]) -> str:
+    """The node script that installs `files` (templates/node/install-agents.sh.j2)."""
+    return render_template(
+        "node/install-agents.sh.j2",
+        files=[
+            {"path": f.path, "mode": f.mode, "unit": f.unit, "content_b64": base64.b64encode(f.content.encode()).decode()}
+            for f in files
+        ],
+    )
 
 
 def render_cluster_exporter_env() -> str:
