@@ -267,7 +267,8 @@ class NodeAgentFile:
 HAPROXY_CPU_DROP_IN = "/etc/systemd/system/haproxy.service.d/hapx-cpu.conf"
 USER_SLICE_CPU_DROP_IN = "/etc/systemd/system/user.slice.d/hapx-cpu.conf"
 # Address-space randomisation off, only where the node runs under pure emulation (the unit's comment says why).
-EMULATED_NO_ASLR_UNIT = "/etc/systemd/system/hapx-emulated-no-aslr.service"
+# A unit hapx ships, not the admin's: under /usr/local, so `systemctl mask` in /etc can override it.
+EMULATED_NO_ASLR_UNIT = "/usr/local/lib/systemd/system/hapx-emulated-no-aslr.service"
 
 
 def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:

@@ -20,7 +20,8 @@ from .conftest import require_tool, run
 
 @pytest.fixture
 def node(tmp_path) -> dict:
-    """Stand-ins: `sudo` runs its command; `cmp` and `install` work under `root`; `systemctl` is logged."""
+    """Stand-ins: `sudo` runs its command; `cmp` and `install` work under `root`; `systemctl` is logged, and its
+    `is-enabled` says "masked" while the file `masked` exists."""
     root, bin_dir, log = tmp_path / "root", tmp_path / "bin", tmp_path / "calls.log"
     root.mkdir()
     bin_dir.mkdir()
@@ -29,13 +30,16 @@ def node(tmp_path) -> dict:
         "cmp": f'[ "$1" = -s ] && shift; exec /usr/bin/cmp -s "$1" "{root}$2"',
         # install -D -m MODE -o U -g G SRC DEST
         "install": f'mkdir -p "$(dirname "{root}$9")" && cp "$8" "{root}$9" && chmod "$3" "{root}$9"',
-        "systemctl": f'echo "systemctl $*" >> {log}',
+        "systemctl": (
+            f'if [ "$1" = is-enabled ]; then [ -e {tmp_path}/masked ] && echo masked; exit 0; fi\n'
+            f'echo "systemctl $*" >> {log}'
+        ),
     }
     for name, body in fakes.items():
         tool = bin_dir / name
         tool.write_text(f"#!/bin/sh\n{body}\n")
         tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
-    return {"env": {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, "root": root, "log": log}
+    return {"env": {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, "root": root, "log": log, "tmp": tmp_path}
 
 
 def install(node: dict, files: tuple[NodeAgentFile, ...]) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -75,6 +79,14 @@ def test_a_changed_drop_in_reloads_systemd_without_restarting_anything(node):
     )
     _, calls = install(node, changed)
     assert calls[0] == "systemctl daemon-reload" and not any("restart" in c for c in calls), calls
+
+
+def test_a_unit_the_admin_masked_is_left_alone(node):
+    files = node_agent_files(None)
+    install(node, files)
+    (node["tmp"] / "masked").touch()
+    again, calls = install(node, files)
+    assert calls == [] and "hapx-emulated-no-aslr.service masked: left alone" in again.stdout
 
 
 def test_the_no_aslr_unit_is_valid_and_runs_only_under_pure_emulation(tmp_path):
