@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -17,6 +18,17 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; run `make setup` (it installs the real tools the tests use)")
     return path
+
+
+def stand_in_path(bin_dir: Path, tools: dict[str, str]) -> str:
+    """Writes each stand-in tool (name: the body of its sh script) into `bin_dir` and returns a PATH that finds them
+    before the real ones."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name, body in tools.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ the restore and node-online scripts put all of it back."""
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from components.rendering import COLOCATION_ID, VIP_ID, crm_ids, render_template
 from harness.paths import stack_config
 from tests.conftest import cluster_files, fence_plan
 
-from .conftest import require_tool, run
+from .conftest import require_tool, run, stand_in_path
 
 NODE = "hapx-node01"
 OTHER = "hapx-node02"
@@ -40,15 +39,10 @@ def node(tmp_path) -> dict:
     that are active, the lab's crm script applied to a CIB file with both nodes up, and a haproxy.cfg."""
     cfg = parse_config(stack_config("lab"))
     crm, ids = cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in (("sudo", 'exec "$@"'), ("systemctl", "exit 0")):
-        tool = bin_dir / name
-        tool.write_text(f"#!/bin/sh\n{body}\n")
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    path = stand_in_path(tmp_path / "bin", {"sudo": 'exec "$@"', "systemctl": "exit 0"})
     cib = tmp_path / "cib.xml"
     cib.write_text(run([require_tool("cibadmin"), "--empty"]).stdout)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CIB_file": str(cib)}
+    env = {**os.environ, "PATH": path, "CIB_file": str(cib)}
     applied = run(["sh", "-c", apply_script(ids, offline=True)], input=crm, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     up = run([require_tool("crm_simulate"), "-x", str(cib), "--node-up", NODE, "--node-up", OTHER, "--quorum", "true", "-S", "-O", str(cib)])

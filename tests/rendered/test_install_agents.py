@@ -7,7 +7,6 @@ On the lab's nodes: tests/e2e/test_lab_scale.py."""
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from components.rendering import EMULATED_NO_ASLR_UNIT, NodeAgentFile, node_agent_files, render_agents_install
 
-from .conftest import require_tool, run
+from .conftest import require_tool, run, stand_in_path
 
 
 @pytest.fixture
@@ -24,7 +23,6 @@ def node(tmp_path) -> dict:
     `is-enabled` says "masked" while the file `masked` exists."""
     root, bin_dir, log = tmp_path / "root", tmp_path / "bin", tmp_path / "calls.log"
     root.mkdir()
-    bin_dir.mkdir()
     fakes = {
         "sudo": 'exec "$@"',
         "cmp": f'[ "$1" = -s ] && shift; exec /usr/bin/cmp -s "$1" "{root}$2"',
@@ -35,11 +33,8 @@ def node(tmp_path) -> dict:
             f'echo "systemctl $*" >> {log}'
         ),
     }
-    for name, body in fakes.items():
-        tool = bin_dir / name
-        tool.write_text(f"#!/bin/sh\n{body}\n")
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
-    return {"env": {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, "root": root, "log": log, "tmp": tmp_path}
+    path = stand_in_path(bin_dir, fakes)
+    return {"env": {**os.environ, "PATH": path}, "root": root, "log": log, "tmp": tmp_path}
 
 
 def install(node: dict, files: tuple[NodeAgentFile, ...]) -> tuple[subprocess.CompletedProcess, list[str]]:

@@ -6,14 +6,13 @@ this in tests/e2e/test_lab_scale.py."""
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 
 import pytest
 
 from components.cluster_membership import push_script, reload_script
 
-from .conftest import run
+from .conftest import run, stand_in_path
 
 
 @pytest.fixture
@@ -24,7 +23,6 @@ def node(tmp_path) -> dict:
     removal, as Pacemaker re-learns a node from a corosync that still had it); every call is logged, a removal with
     the votes corosync expected then."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     log, expected, reloaded, crm_nodes, comes_back = (
         tmp_path / f for f in ("calls.log", "expected", "reloaded", "crm-nodes", "comes-back")
     )
@@ -45,11 +43,8 @@ def node(tmp_path) -> dict:
             f'if [ -s {comes_back} ]; then cat {comes_back} >> {crm_nodes}; : > {comes_back}; fi'
         ),
     }
-    for name, body in fakes.items():
-        tool = bin_dir / name
-        tool.write_text(f"#!/bin/sh\n{body}\n")
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    path = stand_in_path(bin_dir, fakes)
+    env = {**os.environ, "PATH": path}
     return {"env": env, "log": log, "reloaded": reloaded, "crm_nodes": crm_nodes, "comes_back": comes_back, "tmp": tmp_path}
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 
 import pytest
 
 from components.pacemaker_resource_set import apply_script
 from components.fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
-from components.rendering import ALL_CRM_IDS, CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID, crm_ids
+from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID, crm_ids
 from tests.conftest import cluster_files, fence_plan
 
-from .conftest import require_tool, run
+from .conftest import require_tool, run, stand_in_path
 
 NODES = ("hapx-node01", "hapx-node02")
 
@@ -129,12 +128,7 @@ def test_crm_script_has_one_property_line(rendered_dev):
 @pytest.fixture
 def fake_sudo(tmp_path) -> dict:
     """A PATH where `sudo` just runs its command, so the node scripts run here against a CIB file."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sudo = bin_dir / "sudo"
-    sudo.write_text('#!/bin/sh\nexec "$@"\n')
-    sudo.chmod(sudo.stat().st_mode | stat.S_IEXEC)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return {**os.environ, "PATH": stand_in_path(tmp_path / "bin", {"sudo": 'exec "$@"'})}
 
 
 def test_apply_script_against_a_cib_file(rendered_dev, empty_cib, fake_sudo):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 
 import pytest
 
@@ -19,7 +18,7 @@ from components.rendering import HAPROXY_CLONE_ID, VIP_ID, crm_ids, render_templ
 from harness.paths import stack_config
 from tests.conftest import cluster_files, fence_plan
 
-from .conftest import require_tool, run
+from .conftest import require_tool, run, stand_in_path
 
 NODE = "hapx-node01"
 OTHER = "hapx-node02"
@@ -37,7 +36,6 @@ def cluster(tmp_path) -> dict:
     units = tmp_path / "systemctl.log"
     simulate = require_tool("crm_simulate")
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     fakes = {
         "sudo": 'exec "$@"',
         "systemctl": f'echo "$*" >> {units}\n[ "$1" != is-active ] || [ ! -e {tmp_path}/pacemaker-stopped ]',
@@ -45,12 +43,9 @@ def cluster(tmp_path) -> dict:
         # corosync's view of the votes, as the test writes it (none: corosync does not answer).
         "corosync-quorumtool": f'cat {tmp_path}/quorum 2>/dev/null',
     }
-    for name, body in fakes.items():
-        tool = bin_dir / name
-        tool.write_text(f"#!/bin/sh\n{body}\n")
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    path = stand_in_path(bin_dir, fakes)
     cib.write_text(run([require_tool("cibadmin"), "--empty"]).stdout)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CIB_file": str(cib)}
+    env = {**os.environ, "PATH": path, "CIB_file": str(cib)}
     applied = run(["sh", "-c", apply_script(ids, offline=True)], input=crm, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     up = run([simulate, "-x", str(cib), "--node-up", NODE, "--node-up", OTHER, "--quorum", "true", "-S", "-O", str(cib)])

@@ -5,17 +5,13 @@ metrics behind the stats credentials."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import os
 import re
 import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 

@@ -17,7 +17,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import local
 
-from ...config import DEFAULT_SERVICE, CheckType, HapxConfig, ServiceMode
+from ...config import DEFAULT_SERVICE, HapxConfig, ServiceMode
 from ...rendering import render_template
 from ..base import stable_mac
 from .lab import LAB_BRIDGE, lab_device
