@@ -55,7 +55,10 @@ fi
 # Bump when a change to the steps below changes the image itself.
 image_format=2
 packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/packages.txt" | tr -d ' ' | paste -sd, -)
-key=$( { echo "format=$image_format suite=$suite mirror=$mirror disk=$disk_size"; cat "$here/packages.txt" "$here/setup-rootfs.sh"; } | sha256sum | cut -c1-16)
+# A unit the image carries from its first boot (see below); hapx's agents step
+# installs the same file on nodes made from older images.
+no_aslr_unit="$here/../templates/node/systemd/hapx-emulated-no-aslr.service"
+key=$( { echo "format=$image_format suite=$suite mirror=$mirror disk=$disk_size"; cat "$here/packages.txt" "$here/setup-rootfs.sh" "$no_aslr_unit"; } | sha256sum | cut -c1-16)
 final="$cache_dir/$key"
 
 if [ "$force" = 0 ] && [ -f "$final/image.json" ]; then
@@ -98,6 +101,14 @@ debootstrap --variant=minbase --include="$packages" "$suite" "$work/rootfs" "$mi
 [ -x "$work/rootfs/usr/bin/cloud-init" ] || fail "debootstrap did not finish (no cloud-init in the root)"
 
 say "configuring the root (fstab, grub.cfg, cloud-init data source, services, locale)"
+# Under pure emulation (QEMU TCG) a node runs without address-space
+# randomisation from its very first boot, not only from the agents step on:
+# code translated while randomisation was on stays in QEMU's translation
+# cache (nothing flushes it once new code is rare), and after a hard reset
+# (fencing) every write of the new boot to a page holding such code walked
+# that page's list of stale translations: boots took 10 minutes instead of
+# 2 (docs/troubleshooting.md). The unit does nothing elsewhere.
+install -D -m 0644 "$no_aslr_unit" "$work/rootfs/usr/local/lib/systemd/system/hapx-emulated-no-aslr.service"
 install -m 0755 "$here/setup-rootfs.sh" "$work/rootfs/tmp/setup-rootfs.sh"
 chroot "$work/rootfs" /usr/bin/env HAPX_ROOT_UUID="$root_uuid" /tmp/setup-rootfs.sh
 rm -f "$work/rootfs/tmp/setup-rootfs.sh"

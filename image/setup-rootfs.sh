@@ -90,6 +90,10 @@ UNIT
 systemctl enable ha_cluster_exporter.service >/dev/null 2>&1
 systemctl disable haproxy.service keepalived.service >/dev/null 2>&1 || true
 
+# No address-space randomisation under pure emulation (QEMU TCG), from the
+# first boot on (build.sh put the unit here; it is a no-op elsewhere).
+systemctl enable hapx-emulated-no-aslr.service >/dev/null 2>&1
+
 # No root password; the admin user from cloud-init logs in with its key.
 passwd -l root >/dev/null
 

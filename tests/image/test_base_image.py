@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from components.rendering import EMULATED_NO_ASLR_UNIT, TEMPLATE_DIR
+
 IMAGE_DIR = Path(os.environ.get("HAPX_IMAGE_DIR", "~/.cache/hapx/images/current")).expanduser()
 SECTOR = 512
 # Drivers the image must carry: disks on virtio (QEMU) and AHCI (VirtualBox),
@@ -210,3 +212,15 @@ def test_kernel_carries_the_virtualbox_and_qemu_drivers(root_fs, record):
         assert "Type: regular" in debugfs(root_fs, f"stat {path}"), f"{name}: {path} is not in the image"
     assert INITRAMFS_MODULES <= set(record["initramfsModules"])
     assert "Type: regular" in debugfs(root_fs, f"stat /boot/initrd.img-{record['kernel']}")
+
+
+def test_no_randomisation_under_emulation_from_the_first_boot(root_fs):
+    # The unit the agents step installs (components/rendering.py), here
+    # byte for byte and enabled, so a node made from this image starts its
+    # first boot without randomisation under TCG and nothing translated
+    # before it lingers in QEMU's cache (docs/troubleshooting.md).
+    shipped = (TEMPLATE_DIR / "node" / "systemd" / "hapx-emulated-no-aslr.service").read_text()
+    assert debugfs(root_fs, f"cat {EMULATED_NO_ASLR_UNIT}") == shipped
+    link = debugfs(root_fs, "stat /etc/systemd/system/sysinit.target.wants/hapx-emulated-no-aslr.service")
+    assert "Type: symlink" in link, link
+    assert EMULATED_NO_ASLR_UNIT in link, link
