@@ -1,7 +1,8 @@
 """The lab's whole life under the real engine, one stack, in order: up from
-nothing (stopped midway, then re-run to convergence), a no-op up and refresh, secrets in state, a backend change applied
-in place, haproxy killed and hung, the VIP holder's link cut (fencing), the
-VIP holder powered off, destroy leaving nothing behind."""
+nothing (stopped midway, then re-run to convergence), a no-op up and
+refresh, secrets in state, a backend change applied in place, haproxy killed
+and hung, the VIP holder's link cut (fencing), the VIP holder powered off,
+destroy leaving nothing behind."""
 
 from __future__ import annotations
 
