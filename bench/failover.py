@@ -118,6 +118,9 @@ WATCH_AFTER_FAULT_S = 15.0
 CUT_S = 20  # how long link-cut keeps the link down
 AFTER_RESTORE_S = 10  # and how long it keeps watching VIP holders after
 SOAK_PROBE_INTERVAL_MS = 100
+# The journals kept around a long scenario's failed requests (--keep-journals).
+FAILURE_JOURNAL_BEFORE_S = 30
+FAILURE_JOURNAL_AFTER_S = 10
 ROLL_LIMIT_S = 3600  # the probe's bound through a whole rolling replacement
 ROLL_MEMORY_STEP_MB = 64
 # A power-off, kill-haproxy or link-cut hits a settled pair: before the fault, every node
@@ -391,11 +394,37 @@ def rolling_replace(lab: LabStack, pair: Pair, record: dict) -> None:
         record["replaceS"] = round(time.monotonic() - started, 1)
         time.sleep(2)
         record["probe"] = probe.stop()
+    keep_failure_journals(lab, record, lab.nodes)
     record["replacedNodes"] = [node for node in lab.nodes if lab.vm_pid(node) != before[node]]
     record["vipMoves"] = len(record["probe"]["viaChanges"])
     record["viaChanges"] = record["probe"]["viaChanges"]
     if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
         raise RuntimeError("the pair is not whole after the replacement")
+
+
+def keep_failure_journals(lab: LabStack, record: dict, nodes: list[str]) -> None:
+    """With --keep-journals and requests failed after the mark of a long
+    scenario: each node's whole journal (but haproxy's request lines) from
+    FAILURE_JOURNAL_BEFORE_S before the first of them to
+    FAILURE_JOURNAL_AFTER_S after the last, one file per node beside the
+    run's, so the cause can be read after the lab is gone."""
+    target, probe = record.get("keepJournalAs"), record.get("probe") or {}
+    failed_at = probe.get("failuresAfterRecoveryAtS") or []
+    if target is None or not failed_at or probe.get("faultAt") is None:
+        return
+    since = probe["faultAt"] + min(failed_at) - FAILURE_JOURNAL_BEFORE_S
+    until = probe["faultAt"] + max(failed_at) + FAILURE_JOURNAL_AFTER_S
+    command = (
+        f"sudo journalctl --no-pager -o short-precise --since=@{since:.3f} --until=@{until:.3f}"
+        f" | grep -v ' haproxy\\[' | head -n {phases.MAX_LINES}"
+    )
+    kept = {}
+    for node in nodes:
+        out = lab.ssh(node, command, timeout=120)
+        path = target.with_name(f"{target.stem}-{node}.log")
+        path.write_text(out.stdout if out.returncode == 0 else f"journalctl failed ({out.returncode}): {out.stderr}")
+        kept[node] = path.name
+    record["failureJournals"] = kept
 
 
 def scale(lab: LabStack, pair: Pair, record: dict) -> None:
@@ -406,25 +435,36 @@ def scale(lab: LabStack, pair: Pair, record: dict) -> None:
     pair_config = copy.deepcopy(lab.config)
     trio_config = copy.deepcopy(pair_config)
     trio_config["hapx:nodes"] = [*pair_config["hapx:nodes"], THIRD_NODE]
+    pair_nodes = lab.nodes
+    flushes_before = {node: lab.translation_cache_flushes(node) for node in pair_nodes}
     try:
         with lab.start_probe(ROLL_LIMIT_S, stop_after_recovery=False) as probe:
             time.sleep(LEAD_IN_S)
-            probe.fault()
+            fault_at = probe.fault()
             started = time.monotonic()
             lab.set_config(trio_config)
-            lab.pulumi("up", "--yes", "--skip-preview")
+            up = lab.pulumi("up", "--yes", "--skip-preview", "--json")
             record["scaleUpS"] = round(time.monotonic() - started, 1)
             record["nodesAfterScaleUp"] = sorted(lab.corosync_members(lab.nodes[0]))
             removing = time.monotonic()
             record["scaleDownAtS"] = round(removing - started, 1)
             lab.set_config(pair_config)
-            lab.pulumi("up", "--yes", "--skip-preview")
+            down = lab.pulumi("up", "--yes", "--skip-preview", "--json")
             record["scaleDownS"] = round(time.monotonic() - removing, 1)
             time.sleep(2)
             record["probe"] = probe.stop()
     finally:
         # A failed up leaves the stack wherever it stopped: the next up (the next run) goes back to the pair.
         lab.set_config(pair_config)
+    # When each step of both ups ran (s from the mark), to set failed requests against.
+    record["stepsS"] = {
+        direction: {name: [round(t, 1) for t in window] for name, window in sorted(step_windows(out.stdout, since=fault_at).items())}
+        for direction, out in (("up", up), ("down", down))
+    }  # fmt: skip
+    record["translationCacheFlushes"] = {
+        node: [flushes_before[node], lab.translation_cache_flushes(node)] for node in pair_nodes
+    }
+    keep_failure_journals(lab, record, pair_nodes)
     record["vipMoves"] = len(record["probe"]["viaChanges"])
     record["viaChanges"] = record["probe"]["viaChanges"]
     if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
@@ -530,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-profiles", default="hapx", help="profiles that run the idle soak (it is long)")
     parser.add_argument("--out", default=str(REPO / ".bench" / "failover.json"), help="where the raw results go (JSON)")
     parser.add_argument("--keep-journals", type=Path, default=None, metavar="DIR",
-                        help="also write the survivor's journal lines each run's phases came from into DIR")  # fmt: skip
+                        help="also write into DIR the survivor's journal lines each run's phases came from, and, for "
+                             "rolling-replace and scale, each node's journal around failed requests")  # fmt: skip
     args = parser.parse_args(argv)
     profiles = [p for p in args.profiles.split(",") if p]
     scenarios = [s for s in args.scenarios.split(",") if s]

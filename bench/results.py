@@ -26,12 +26,13 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Versions whose runs read the same as this one's (3 only added
 # translationCacheFlushes to the idle soak's scenario figures; 4 the
 # rolling-replace scenario and its figures; 5 the scale scenario, its
-# figures, and a profile's `skipped` scenarios).
-READABLE_VERSIONS = (2, 3, 4, 5)
+# figures, and a profile's `skipped` scenarios; 6 the scale scenario's
+# stepsS and translationCacheFlushes, and failureJournals).
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -80,7 +81,7 @@ PROBE_FIELDS = (
 SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
     "failCounts", "backendNow", "settle", "translationCacheFlushes", "memoryMb", "stepsS", "replaceS", "replacedNodes",
-    "viaChanges", "scaleUpS", "scaleDownAtS", "scaleDownS", "nodesAfterScaleUp",
+    "viaChanges", "scaleUpS", "scaleDownAtS", "scaleDownS", "nodesAfterScaleUp", "failureJournals",
 )  # fmt: skip
 
 
