@@ -94,6 +94,7 @@ PROFILES = {
             "haproxyOnAllNodes": False,
             "haproxyRestart": "pacemaker",
             "vipAgent": "IPaddr2",
+            "transitionDelayMs": 0,
         },
         "hapx:fencing": {"enabled": False},
     },

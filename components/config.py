@@ -194,6 +194,14 @@ class PacemakerConfig(_Model):
     monitor_interval_s: Int(1, 3600, "seconds") = F(5, "Interval of the VIP's and haproxy's monitor operation.")
     monitor_timeout_s: Int(1, 3600, "seconds") = F(60, "Timeout of the monitor operation.")
     failure_timeout_s: Int(0, 86400, "seconds") = F(60, "Seconds after which a failure count expires.")
+    # Pacemaker 2.1's controller sleeps a whole second when the CIB copy it
+    # asked for comes back while its own CIB writes are still in flight,
+    # which after a lost node they always are; waiting this long first lets
+    # them land. On the lab they landed 0.10-0.21 s after the wait began;
+    # 500 ms leaves room for a machine twice as slow (docs/architecture.md).
+    transition_delay_ms: Int(0, 10000, "milliseconds") = F(
+        500, "`transition-delay`: how long the cluster waits before it computes a transition; `0`: at once."
+    )
     haproxy_on_all_nodes: Bool = F(True, "haproxy runs on every node (a clone); `false`: one haproxy moves with the VIP.")
     haproxy_restart: HaproxyRestart = F(HaproxyRestart.SYSTEMD, "Who restarts a crashed haproxy.")
     vip_agent: VipAgent = F(VipAgent.HAPX, "Resource agent of the VIP: `hapx` (lean, starts at once) or `IPaddr2`.")

@@ -29,7 +29,7 @@ CIB_UNAVAILABLE = {"cib": "unavailable"}
 DECLARED_NODE = {"online": True, "standby": False, "maintenance": False}
 
 # Cluster properties hapx's crm script sets: compared with what hapx applied.
-APPLIED_PROPERTIES = ("cluster-name", "stonith-enabled", "stonith-timeout", "no-quorum-policy")
+APPLIED_PROPERTIES = ("cluster-name", "stonith-enabled", "stonith-timeout", "no-quorum-policy", "transition-delay")
 # Properties that take every resource out of service. hapx never sets them:
 # set to true, they are drift whatever hapx applied.
 OUT_OF_SERVICE_PROPERTIES = ("maintenance-mode", "stop-all-resources")

@@ -228,6 +228,7 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         stickiness=pm.stickiness,
         migration_threshold=pm.migration_threshold,
         failure_timeout_s=pm.failure_timeout_s,
+        transition_delay_ms=pm.transition_delay_ms,
         monitor_interval_s=pm.monitor_interval_s,
         monitor_timeout_s=pm.monitor_timeout_s,
         haproxy_check_url=f"http://127.0.0.1:{cfg.haproxy.stats_port}{HEALTH_PATH}",

@@ -125,6 +125,24 @@ def test_crm_script_has_one_property_line(rendered_dev):
     assert "stonith-enabled=false" in text and "no-quorum-policy=stop" in text
 
 
+@pytest.mark.parametrize("delay_ms", [500, 0])
+def test_the_transition_delay_lands_in_the_cib_as_pacemaker_reads_it(delay_ms, empty_cib, tmp_path):
+    # The controller reads transition-delay as an interval ("300ms" set by
+    # hand on a lab node: "New Transition Timer just popped ... time=300ms").
+    # crm_verify does not check the option's value, so the stored string is
+    # read back exactly.
+    script = tmp_path / "pacemaker.crm"
+    script.write_text(cluster_files(_config(pacemaker={"transitionDelayMs": delay_ms}), "dev").crm_script)
+    _crm_load(empty_cib, script)
+    verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    query = run(
+        [require_tool("crm_attribute"), "--type", "crm_config", "--name", "transition-delay", "--query", "--quiet"],
+        env={**os.environ, "CIB_file": str(empty_cib)},
+    )
+    assert query.returncode == 0 and query.stdout.strip() == f"{delay_ms}ms", query.stdout + query.stderr
+
+
 @pytest.fixture
 def fake_sudo(tmp_path) -> dict:
     """A PATH where `sudo` just runs its command, so the node scripts run here against a CIB file."""
