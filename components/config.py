@@ -195,10 +195,10 @@ class PacemakerConfig(_Model):
     monitor_timeout_s: Int(1, 3600, "seconds") = F(60, "Timeout of the monitor operation.")
     failure_timeout_s: Int(0, 86400, "seconds") = F(60, "Seconds after which a failure count expires.")
     # Pacemaker 2.1's controller sleeps a whole second when the CIB copy it
-    # asked for comes back while its own CIB writes are still in flight,
-    # which after a lost node they always are; waiting this long first lets
-    # them land. On the lab they landed 0.10-0.21 s after the wait began;
-    # 500 ms leaves room for a machine twice as slow (docs/architecture.md).
+    # asked for comes back while its own CIB writes are still in flight, as
+    # after a lost node they often are; waiting this long first lets them
+    # land. On the lab they landed 0.10-0.21 s after the wait began; 500 ms
+    # leaves room for a machine twice as slow (docs/architecture.md).
     transition_delay_ms: Int(0, 10000, "milliseconds") = F(
         500, "`transition-delay`: how long the cluster waits before it computes a transition; `0`: at once."
     )
