@@ -410,7 +410,10 @@ def keep_failure_journals(lab: LabStack, record: dict, nodes: list[str]) -> None
     FAILURE_JOURNAL_AFTER_S after the last, one file per node beside the
     run's, so the cause can be read after the lab is gone."""
     target, probe = record.get("keepJournalAs"), record.get("probe") or {}
-    failed_at = probe.get("failuresAfterRecoveryAtS") or []
+    # An outage from the mark on (first failure to the recovering request)
+    # and every later blip.
+    outage = probe.get("firstFailureAfterFaultS"), probe.get("unavailableS") or probe.get("unavailableAtLeastS")
+    failed_at = [t for t in outage if t is not None] + (probe.get("failuresAfterRecoveryAtS") or [])
     if target is None or not failed_at or probe.get("faultAt") is None:
         return
     since = probe["faultAt"] + min(failed_at) - FAILURE_JOURNAL_BEFORE_S

@@ -23,9 +23,10 @@ def step_event(kind: str, name: str, op: str, at: float) -> str:
 
 
 class FakeProbe:
-    def __init__(self, failed_at: list[float]):
+    def __init__(self, failed_at: list[float], outage: tuple[float, float] | None = None):
         self.faulted = False
         self.failed_at = failed_at
+        self.outage = outage
 
     def fault(self) -> float:
         self.faulted = True
@@ -35,15 +36,17 @@ class FakeProbe:
         return {
             "viaChanges": [], "probes": 100, "faultAt": FAULT_AT, "failuresAfterFault": len(self.failed_at),
             "failuresAfterRecoveryAtS": self.failed_at,
+            "firstFailureAfterFaultS": self.outage[0] if self.outage else None,
+            "unavailableS": self.outage[1] if self.outage else 0.0,
         }  # fmt: skip
 
 
 class FakeLab:
-    def __init__(self, fail_on_up: int | None = None, failed_at: list[float] = ()):
+    def __init__(self, fail_on_up: int | None = None, failed_at: list[float] = (), outage: tuple[float, float] | None = None):
         self.config = {"hapx:nodes": [{"name": "hapx-node01"}, {"name": "hapx-node02"}]}
         self.ups: list[list[str]] = []
         self.fail_on_up = fail_on_up
-        self.probe = FakeProbe(list(failed_at))
+        self.probe = FakeProbe(list(failed_at), outage)
         self.flushes = 3
         self.journal_reads: list[tuple[str, str]] = []
 
@@ -116,6 +119,17 @@ def test_failed_requests_keep_each_nodes_journal_around_them(tmp_path: Path):
     since = FAULT_AT + 263.25 - failover.FAILURE_JOURNAL_BEFORE_S
     until = FAULT_AT + 269.48 + failover.FAILURE_JOURNAL_AFTER_S
     assert f"--since=@{since:.3f} --until=@{until:.3f}" in command and "grep -v ' haproxy" in command
+
+
+def test_an_outage_from_the_mark_on_keeps_the_journals_too(tmp_path: Path):
+    # Requests failing from the mark until the recovery are not "after recovery": the window spans them.
+    lab = FakeLab(outage=(0.5, 6.0))
+    record: dict = {"keepJournalAs": tmp_path / "hapx-scale-1.json"}
+    failover.scale(lab, WHOLE, record)
+    ((_, command), _) = lab.journal_reads
+    since = FAULT_AT + 0.5 - failover.FAILURE_JOURNAL_BEFORE_S
+    until = FAULT_AT + 6.0 + failover.FAILURE_JOURNAL_AFTER_S
+    assert f"--since=@{since:.3f} --until=@{until:.3f}" in command
 
 
 def test_no_journal_is_read_without_a_directory_to_keep_it():
