@@ -149,7 +149,8 @@ def pacemaker_whole(lab: LabStack) -> bool:
         status = lab.ssh(node, "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
         if f"Online: [ {' '.join(lab.nodes)} ]" not in status or "Stopped" in status or "FAILED" in status:
             return False
-    return len(lab.vip_holders()) == 1
+    # Not whole while the scheduler still plans a move (the VIP handed back to a node that came back).
+    return len(lab.vip_holders()) == 1 and lab.scheduler_idle(lab.nodes[0])
 
 
 PACEMAKER = Pair("pacemaker", pacemaker_whole)

@@ -114,7 +114,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                 connection=self.node_vms[0].connection,
                 node_count=len(self._cfg.nodes),
                 crm_script=cluster_files.crm_script,
-                crm_ids=crm_ids(fencing),
+                crm_ids=crm_ids(fencing, self._cfg.pacemaker.vip_avoids_dc),
                 node_instance_ids=[vm.instance_id for vm in self.node_vms],
                 nodes_configured=nodes_configured,
             ),
@@ -347,7 +347,7 @@ class HaproxyCluster(pulumi.ComponentResource):
                     instance_id=vm.instance_id,
                     haproxy_cfg=cluster_files.haproxy_cfg,
                     crm_script=cluster_files.crm_script if vm is self.node_vms[0] else None,
-                    crm_ids=crm_ids(fencing) if vm is self.node_vms[0] else (),
+                    crm_ids=crm_ids(fencing, self._cfg.pacemaker.vip_avoids_dc) if vm is self.node_vms[0] else (),
                 ),
                 pulumi.ResourceOptions(parent=self, depends_on=[self.pacemaker], deleted_with=vm.vm),
             )

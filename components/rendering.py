@@ -50,11 +50,13 @@ HAPROXY_ID = "hapx-haproxy"
 HAPROXY_CLONE_ID = "hapx-haproxy-clone"
 COLOCATION_ID = "hapx-vip-with-haproxy"
 ORDER_ID = "hapx-haproxy-before-vip"
+# With hapx:pacemaker.vipAvoidsDc: the VIP's rule against the DC.
+VIP_AVOIDS_DC_ID = "hapx-vip-avoids-dc"
 # Constraints first: the remove script deletes in this order.
 CRM_IDS = (ORDER_ID, COLOCATION_ID, VIP_ID, HAPROXY_CLONE_ID, HAPROXY_ID)
 # Everything hapx may have put in the CIB; an apply removes what the current
 # config no longer has (fencing turned off, say).
-ALL_CRM_IDS = (FENCE_ORDER_ID,) + CRM_IDS + (FENCE_HEURISTICS_ID, FENCE_DEVICE_ID)
+ALL_CRM_IDS = (FENCE_ORDER_ID, VIP_AVOIDS_DC_ID) + CRM_IDS + (FENCE_HEURISTICS_ID, FENCE_DEVICE_ID)
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -106,9 +108,10 @@ class NodeSecrets:
     tls_pems: tuple[tuple[str, str], ...] = ()
 
 
-def crm_ids(fencing: Optional[FencePlan]) -> tuple[str, ...]:
-    """Ids the crm script puts in the CIB, with this fence plan (None: fencing off)."""
-    return CRM_IDS + (fencing.crm_ids if fencing else ())
+def crm_ids(fencing: Optional[FencePlan], vip_avoids_dc: bool) -> tuple[str, ...]:
+    """Ids the crm script puts in the CIB, with this fence plan (None: fencing off)
+    and hapx:pacemaker.vipAvoidsDc."""
+    return ((VIP_AVOIDS_DC_ID,) if vip_avoids_dc else ()) + CRM_IDS + (fencing.crm_ids if fencing else ())
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,10 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         vip_migrates=pm.vip_agent is VipAgent.HAPX and pm.haproxy_on_all_nodes,
         colocation_id=COLOCATION_ID,
         order_id=ORDER_ID,
+        vip_avoids_dc=pm.vip_avoids_dc,
+        vip_avoids_dc_id=VIP_AVOIDS_DC_ID,
+        # One more than stickiness: a node that comes back wins the VIP from the DC it runs on.
+        vip_avoids_dc_score=pm.stickiness + 1,
     )
     return ClusterFiles(corosync_conf=corosync_conf, haproxy_cfg=haproxy_cfg, crm_script=crm_script)
 

@@ -54,6 +54,15 @@ PRIMED_HAPROXY_KILL = "sudo sh -c " + shlex.quote(
 )
 
 
+def planned_actions(crm_simulate_output: str) -> list[str]:
+    """The lines of crm_simulate's "Transition Summary" (start, stop, move, migrate...); empty when the cluster is
+    where the scheduler wants it. Raises ValueError when the output has no summary (crm_simulate failed)."""
+    if "Transition Summary:" not in crm_simulate_output:
+        raise ValueError("crm_simulate printed no transition summary")
+    summary = crm_simulate_output.split("Transition Summary:", 1)[1].split("Executing Cluster Transition:", 1)[0]
+    return [line.strip() for line in summary.splitlines() if line.strip().startswith("*")]
+
+
 def haproxy_serving_check(stats_port: int, timeout_s: int = 2) -> str:
     """The shell command that succeeds on a node while haproxy serves there:
     the request hapx's resource agent makes (templates/node/ocf-haproxy), an
@@ -163,10 +172,24 @@ class LabStack:
                 holders.append(node)
         return holders
 
-    def whole(self) -> bool:
-        """Every node online in Pacemaker, no resource stopped, one VIP holder."""
-        status = self.ssh(self.nodes[0], "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
-        return f"Online: [ {' '.join(self.nodes)} ]" in status and "Stopped" not in status and len(self.vip_holders()) == 1
+    def whole(self, node: str | None = None) -> bool:
+        """Every node online in Pacemaker (as `node` sees it), no resource stopped, one VIP holder, and nothing left
+        for the scheduler to do."""
+        node = node or self.nodes[0]
+        status = self.ssh(node, "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
+        if f"Online: [ {' '.join(self.nodes)} ]" not in status or "Stopped" in status:
+            return False
+        return len(self.vip_holders()) == 1 and self.scheduler_idle(node)
+
+    def scheduler_idle(self, node: str) -> bool:
+        """The scheduler, run on a copy of the live CIB, plans no action: in particular no VIP handover to a node
+        that came back (hapx:pacemaker.vipAvoidsDc) is still to come. Read-only (crm_simulate never writes the
+        live CIB)."""
+        out = self.ssh(node, "sudo crm_simulate --live-check --simulate 2>/dev/null", timeout=60)
+        try:
+            return out.returncode == 0 and planned_actions(out.stdout) == []
+        except ValueError:  # no summary: not known to be idle
+            return False
 
     def tap(self, node: str) -> str:
         """The node's cluster NIC on the host."""

@@ -130,11 +130,6 @@ def test_backend_change_updates_in_place(lab):
     assert wait_for(lambda: set(lab.probe(duration_s=2, interval_ms=50)["backends"]) == wanted, 30), lab.probe()
 
 
-def _cluster_whole(lab) -> bool:
-    status = lab.ssh(lab.nodes[0], "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
-    return f"Online: [ {' '.join(lab.nodes)} ]" in status and "Stopped" not in status and len(lab.vip_holders()) == 1
-
-
 def _fail_counts(lab, node: str) -> str:
     return lab.ssh(node, "sudo crm_mon -1 --failcounts 2>/dev/null | sed -n '/Migration Summary/,$p'").stdout
 
@@ -171,7 +166,7 @@ def test_hung_haproxy_fails_the_serving_check(lab):
         assert wait_for(lambda: lab.probe(duration_s=1, interval_ms=50)["failures"] == 0, 90, interval_s=3)
     finally:
         lab.ssh(holder, f"sudo kill -CONT {worker} 2>/dev/null; sudo crm resource cleanup hapx-haproxy >/dev/null 2>&1")
-    assert wait_for(lambda: _cluster_whole(lab), 120, interval_s=5)
+    assert wait_for(lab.whole, 120, interval_s=5)
 
 
 def test_cutting_the_vip_holders_link_fences_it(lab):
@@ -205,7 +200,7 @@ def test_cutting_the_vip_holders_link_fences_it(lab):
     fence_log = [json.loads(line) for line in (lab.state_dir / lab.stack / "fence.log").read_text().splitlines()]
     assert any(e["action"] == "reboot" and e["plug"] == holder and e["from"] == survivor and e["reply"]["ok"] for e in fence_log), fence_log
     # The reset node boots, sees its peer again, and rejoins.
-    assert wait_for(lambda: _cluster_whole(lab), 600, interval_s=5), lab.ssh(survivor, "sudo crm_mon -1").stdout
+    assert wait_for(lab.whole, 600, interval_s=5), lab.ssh(survivor, "sudo crm_mon -1").stdout
     assert lab.boot_id(holder) not in (None, boot_before)
 
 

@@ -187,8 +187,4 @@ def test_sticky_client_keeps_its_backend_and_metrics_follow_the_vip(lab_up, ca_f
     finally:
         lab.ssh(holder, f"sudo crm node online {holder}")
 
-    def whole() -> bool:
-        status = lab.ssh(other, "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
-        return f"Online: [ {' '.join(lab.nodes)} ]" in status and "Stopped" not in status and len(lab.vip_holders()) == 1
-
-    assert wait_for(whole, 180, interval_s=3), lab.ssh(other, "sudo crm_mon -1").stdout
+    assert wait_for(lambda: lab.whole(other), 180, interval_s=3), lab.ssh(other, "sudo crm_mon -1").stdout

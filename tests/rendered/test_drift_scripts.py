@@ -38,7 +38,7 @@ def node(tmp_path) -> dict:
     """This host as a lab node, as far as the scripts can tell: `sudo` that just runs its command, systemd units
     that are active, the lab's crm script applied to a CIB file with both nodes up, and a haproxy.cfg."""
     cfg = parse_config(stack_config("lab"))
-    crm, ids = cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"))
+    crm, ids = cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"), cfg.pacemaker.vip_avoids_dc)
     path = stand_in_path(tmp_path / "bin", {"sudo": 'exec "$@"', "systemctl": "exit 0"})
     cib = tmp_path / "cib.xml"
     cib.write_text(run([require_tool("cibadmin"), "--empty"]).stdout)

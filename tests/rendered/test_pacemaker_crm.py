@@ -11,7 +11,8 @@ import pytest
 
 from components.pacemaker_resource_set import apply_script
 from components.fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
-from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_ID, crm_ids
+from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_AVOIDS_DC_ID, VIP_ID, crm_ids
+from harness.lab import planned_actions
 from tests.conftest import cluster_files, fence_plan
 
 from .conftest import require_tool, run, stand_in_path
@@ -152,19 +153,22 @@ def fake_sudo(tmp_path) -> dict:
 def test_apply_script_against_a_cib_file(rendered_dev, empty_cib, fake_sudo):
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
     crm = (rendered_dev / "pacemaker.crm").read_text()
-    applied = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=crm, env=env)
+    cfg = _config()
+    ids = crm_ids(fence_plan(cfg, "dev"), cfg.pacemaker.vip_avoids_dc)
+    assert set(CRM_IDS) < set(ids)
+    applied = run(["sh", "-c", apply_script(ids, offline=True)], input=crm, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "applied crm configuration sha256=" in applied.stdout
     cib = empty_cib.read_text()
-    for resource_id in CRM_IDS:
+    for resource_id in ids:
         assert f'id="{resource_id}"' in cib
 
     # Re-applying the same script is a no-op that still succeeds (idempotent).
-    again = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=crm, env=env)
+    again = run(["sh", "-c", apply_script(ids, offline=True)], input=crm, env=env)
     assert again.returncode == 0, again.stderr
     # So does the script with the node instances it is applied for, as comments (a replaced node re-applies it).
     commented = crm + "\n# node instance hapx-node01-0123456789abcdef\n"
-    with_nodes = run(["sh", "-c", apply_script(CRM_IDS, offline=True)], input=commented, env=env)
+    with_nodes = run(["sh", "-c", apply_script(ids, offline=True)], input=commented, env=env)
     assert with_nodes.returncode == 0, with_nodes.stderr
     assert empty_cib.read_text().count('id="hapx-vip"') == 1
 
@@ -187,7 +191,7 @@ def test_apply_script_fails_when_the_load_leaves_resources_out(empty_cib, fake_s
 
 def _lab_crm(**overrides) -> tuple[str, tuple[str, ...]]:
     cfg = _config("lab", **overrides)
-    return cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"))
+    return cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"), cfg.pacemaker.vip_avoids_dc)
 
 
 def test_lab_fences_through_the_heuristic_then_the_qemu_agent(empty_cib, tmp_path, fake_sudo):
@@ -217,6 +221,56 @@ def test_lab_fences_through_the_heuristic_then_the_qemu_agent(empty_cib, tmp_pat
     assert _started_on(out, VIP_ID) != active
 
 
+def _set_dc(cib: Path, node: str) -> None:
+    """Make `node` the DC in a CIB file (crm_simulate keeps whatever dc-uuid the file has)."""
+    result = run([require_tool("cibadmin"), "--modify", "--xml-text", f'<cib dc-uuid="{node}"/>'], env={**os.environ, "CIB_file": str(cib)})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("avoids_dc", [True, False], ids=["avoids-dc", "turned-off"])
+def test_the_vip_holder_is_not_the_dc_so_its_death_costs_no_election(avoids_dc, empty_cib, tmp_path, fake_sudo):
+    """hapx:pacemaker.vipAvoidsDc: with both nodes up the VIP runs on the node that is not the DC; when that node
+    dies the DC (the survivor) takes the VIP after fencing it; when it comes back the VIP is handed back to it
+    (migrate_to/migrate_from, never a stop and a start). Turned off, the VIP stays where it is."""
+    script, ids = _lab_crm(pacemaker={"vipAvoidsDc": avoids_dc})
+    assert (VIP_AVOIDS_DC_ID in ids) is avoids_dc
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    applied = run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    verify = run([require_tool("crm_verify"), "-x", str(empty_cib)])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    up, settled, failed = (tmp_path / f"{name}.xml" for name in ("up", "settled", "failed"))
+    # The VIP's first placement (no DC in the file yet); that node is then made the DC, as after a failover.
+    dc = _started_on(_simulate(empty_cib, *sum((["--node-up", n] for n in NODES), []), "-S", "-O", str(up)), VIP_ID)
+    (other,) = [n for n in NODES if n != dc]
+    _set_dc(up, dc)
+    planned = _simulate(up, "-S", "-O", str(settled))
+    holder = _started_on(planned, VIP_ID)
+    assert holder == (other if avoids_dc else dc)
+    # What the lab harness reads to know the cluster is settled (LabStack.scheduler_idle), on real output.
+    assert [a.split()[:2] for a in planned_actions(planned)] == ([["*", "Migrate"]] if avoids_dc else [])
+    assert planned_actions(_simulate(settled, "-S")) == []
+    if not avoids_dc:
+        return
+    out = _simulate(settled, "--node-fail", other, "-S", "-O", str(failed))
+    assert _started_on(out, VIP_ID) == dc, "the lone DC must still take the VIP (the rule is a preference, not a ban)"
+    out = _simulate(failed, "--node-up", other, "-S")
+    transition = out.split("Executing Cluster Transition:", 1)[1].split("Revised Cluster Status:", 1)[0]
+    assert re.search(rf"{re.escape(VIP_ID)}\s+migrate_to on {dc}", transition), transition
+    assert re.search(rf"{re.escape(VIP_ID)}\s+migrate_from on {other}", transition), transition
+    assert not re.search(rf"Resource action: +{re.escape(VIP_ID)}\s+start on", transition), transition
+    assert _started_on(out, VIP_ID) == other
+
+
+def test_turning_the_dc_rule_off_removes_it(empty_cib, fake_sudo):
+    env = {**fake_sudo, "CIB_file": str(empty_cib)}
+    for avoids_dc in (True, False):
+        script, ids = _lab_crm(pacemaker={"vipAvoidsDc": avoids_dc})
+        applied = run(["sh", "-c", apply_script(ids, offline=True)], input=script, env=env)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert (f'id="{VIP_AVOIDS_DC_ID}"' in empty_cib.read_text()) is avoids_dc
+
+
 def test_turning_fencing_off_removes_the_fence_resources(empty_cib, fake_sudo):
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
     script, ids = _lab_crm()
@@ -237,7 +291,7 @@ def test_virtualbox_fencing_is_fence_vbox_behind_a_ping_heuristic(empty_cib, fak
     script = cluster_files(cfg, "dev").crm_script
     assert "stonith:fence_vbox params ip=192.168.56.1 username=vboxadmin identity_file=/etc/hapx/fence-vbox-key" in script
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
-    applied = run(["sh", "-c", apply_script(crm_ids(fence_plan(cfg, "dev")), offline=True)], input=script, env=env)
+    applied = run(["sh", "-c", apply_script(crm_ids(fence_plan(cfg, "dev"), cfg.pacemaker.vip_avoids_dc), offline=True)], input=script, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     cib = empty_cib.read_text()
     levels = re.findall(r"<fencing-level [^>]*>", cib)
@@ -249,7 +303,7 @@ def test_virtualbox_fencing_is_fence_vbox_behind_a_ping_heuristic(empty_cib, fak
     # Turning the heuristic off (no targets) takes its level out again.
     cfg = _config("dev", fencing={"enabled": True, "hostUser": "vboxadmin", "pingTargets": []})
     script = cluster_files(cfg, "dev").crm_script
-    applied = run(["sh", "-c", apply_script(crm_ids(fence_plan(cfg, "dev")), offline=True)], input=script, env=env)
+    applied = run(["sh", "-c", apply_script(crm_ids(fence_plan(cfg, "dev"), cfg.pacemaker.vip_avoids_dc), offline=True)], input=script, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     cib = empty_cib.read_text()
     assert "<fencing-level" not in cib and FENCE_HEURISTICS_ID not in cib

@@ -30,7 +30,7 @@ def cluster(tmp_path) -> dict:
     `sleep` that lets the cluster run its next transition, the lab's crm script applied to a CIB file, both nodes up
     and the resources started (the VIP on the first node)."""
     cfg = parse_config(stack_config("lab"))
-    crm, ids = cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"))
+    crm, ids = cluster_files(cfg, "lab").crm_script, crm_ids(fence_plan(cfg, "lab"), cfg.pacemaker.vip_avoids_dc)
     cib = tmp_path / "cib.xml"
     transitions = tmp_path / "transitions.log"
     units = tmp_path / "systemctl.log"
