@@ -118,6 +118,12 @@ INVALID = [
     ("unknown haproxy restart", lambda r: _set(r, "hapx:pacemaker", {"haproxyRestart": "cron"}), "hapx:pacemaker.haproxyRestart", "not valid"),
     ("ping target twice", lambda r: _set(r, "hapx:fencing", {"pingTargets": ["a", "a"]}), "hapx:fencing.pingTargets", "lists a target twice"),
     (
+        "VIP avoids the DC with one haproxy",
+        lambda r: _set(r, "hapx:pacemaker", {"haproxyOnAllNodes": False, "vipAvoidsDc": True}),
+        "hapx:pacemaker.vipAvoidsDc",
+        "cannot be handed over",
+    ),
+    (
         "VIP avoids the DC with IPaddr2",
         lambda r: _set(r, "hapx:pacemaker", {"vipAgent": "IPaddr2", "vipAvoidsDc": True}),
         "hapx:pacemaker.vipAvoidsDc",
@@ -125,7 +131,7 @@ INVALID = [
     ),
     (
         "VIP avoids the DC with stickiness at INFINITY",
-        lambda r: _set(r, "hapx:pacemaker", {"stickiness": 1000000}),
+        lambda r: _set(r, "hapx:pacemaker", {"stickiness": 1000000, "vipAvoidsDc": True}),
         "hapx:pacemaker.stickiness",
         "leaves no room for the VIP's DC rule",
     ),
@@ -183,20 +189,10 @@ def test_three_nodes_may_not_set_a_consensus_below_1_2_token(dev_raw):
     assert "below tokenMs" not in message  # that way out is only for two nodes
 
 
-@pytest.mark.parametrize(
-    "pacemaker,avoids",
-    [
-        ({}, True),
-        ({"vipAgent": "IPaddr2"}, False),
-        ({"haproxyOnAllNodes": False}, False),
-        ({"vipAvoidsDc": False}, False),
-        ({"stickiness": 1000000, "vipAvoidsDc": False}, False),
-    ],
-    ids=["default", "IPaddr2", "one-haproxy", "turned-off", "infinite-stickiness-off"],
-)
-def test_the_vip_avoids_the_dc_where_it_can_be_handed_over(dev_raw, pacemaker, avoids):
-    dev_raw["hapx:pacemaker"] = pacemaker
-    assert parse_config(dev_raw).pacemaker.vip_avoids_dc is avoids
+def test_the_vip_avoids_the_dc_only_when_asked(dev_raw):
+    assert parse_config(dev_raw).pacemaker.vip_avoids_dc is False
+    dev_raw["hapx:pacemaker"] = {"vipAvoidsDc": True}
+    assert parse_config(dev_raw).pacemaker.vip_avoids_dc is True
 
 
 def test_consensus_at_least_the_join_timeout(dev_raw):
