@@ -266,6 +266,21 @@ def power_off(lab: LabStack, pair: Pair, record: dict) -> None:
         restart_vm(lab, holder)
     if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
         raise RuntimeError(f"{holder} did not rejoin within 600 s")
+    check_the_fault_hit_the_holder(lab, record, "power-off")
+
+
+def check_the_fault_hit_the_holder(lab: LabStack, record: dict, scenario: str) -> None:
+    """Fail the run (its figures kept) when the node the fault hit no longer relayed the VIP's answers just before
+    the fault: the VIP had moved in the seconds between choosing the node and the fault (a keepalived pair whose
+    check timed out on a slow machine did), and the run measures nothing of the fault."""
+    via = (record.get("probe") or {}).get("viaBeforeFault")
+    node = record["faultNode"]
+    address = {n["name"]: n["clusterAddress"] for n in lab.config["hapx:nodes"]}.get(node)
+    if via is not None and via != address:
+        raise RuntimeError(
+            f"the VIP had left {node} ({address}) before the fault: the last answer before it came via {via}; "
+            f"this run measures no {scenario}"
+        )
 
 
 def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
@@ -284,6 +299,7 @@ def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
         lab.ssh(holder, f"{serving} || sudo systemctl start haproxy")
     if not wait_for(lambda: pair.whole(lab), 300, interval_s=5):
         raise RuntimeError("haproxy did not come back")
+    check_the_fault_hit_the_holder(lab, record, "kill-haproxy")
 
 
 def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
@@ -315,6 +331,7 @@ def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
         raise RuntimeError(f"{holder} did not rejoin within 600 s after the link came back")
     record["cutNodeRebooted"] = lab.boot_id(holder) != boot_before
     read_phases(lab, pair, record)
+    check_the_fault_hit_the_holder(lab, record, "link-cut")
 
 
 def idle_soak(lab: LabStack, pair: Pair, record: dict, duration_s: float) -> None:

@@ -50,6 +50,8 @@ arrived; a request is "after the fault" when its outcome was known after F
   again; R, the recovering request, is this one or a later one).
 - `viaChanges`: every change of the node that relays the answers (the VIP
   moved), `[startS, address]`, relative like the timeline (first 200).
+- `viaBeforeFault`: the node address that relayed the last answer before F
+  (the node a fault must hit to be a fault of the VIP holder).
 - `timeline`: every request, run-length encoded: `[startS, endS, ok,
   count]` per stretch of requests with the same outcome (ok 1 answered, 0
   failed), from the start of its first request to the end of its last,
@@ -269,6 +271,7 @@ class Ledger:
             failuresAfterRecoveryAtS=[since_fault(t) for t in self.failed_after_recovery[:TIMES_LISTED]],
             vipMovedS=since_fault(self.other_node_at),
             firstAnsweredAfterOutageS=since_fault(self.first_answered_after_outage),
+            viaBeforeFault=self.via_before_fault,
         )
         if self.recovered is not None:
             result["unavailableS"] = since_fault(self.recovered) if self.outage_failures else 0.0
