@@ -272,11 +272,13 @@ def power_off(lab: LabStack, pair: Pair, record: dict) -> None:
 def check_the_fault_hit_the_holder(lab: LabStack, record: dict, scenario: str) -> None:
     """Fail the run (its figures kept) when the node the fault hit no longer relayed the VIP's answers just before
     the fault: the VIP had moved in the seconds between choosing the node and the fault (a keepalived pair whose
-    check timed out on a slow machine did), and the run measures nothing of the fault."""
+    check timed out on a slow machine did), and the run measures nothing of the fault. `faultMissedHolder` (the
+    address that did relay) keeps the run out of the medians."""
     via = (record.get("probe") or {}).get("viaBeforeFault")
     node = record["faultNode"]
     address = {n["name"]: n["clusterAddress"] for n in lab.config["hapx:nodes"]}.get(node)
     if via is not None and via != address:
+        record["faultMissedHolder"] = via
         raise RuntimeError(
             f"the VIP had left {node} ({address}) before the fault: the last answer before it came via {via}; "
             f"this run measures no {scenario}"

@@ -26,13 +26,14 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Versions whose runs read the same as this one's (3 only added
 # translationCacheFlushes to the idle soak's scenario figures; 4 the
 # rolling-replace scenario and its figures; 5 the scale scenario, its
 # figures, and a profile's `skipped` scenarios; 6 the scale scenario's
-# stepsS and translationCacheFlushes, and failureJournals).
-READABLE_VERSIONS = (2, 3, 4, 5, 6)
+# stepsS and translationCacheFlushes, and failureJournals; 7
+# faultMissedHolder).
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -81,7 +82,7 @@ PROBE_FIELDS = (
 SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
     "failCounts", "backendNow", "settle", "translationCacheFlushes", "memoryMb", "stepsS", "replaceS", "replacedNodes",
-    "viaChanges", "scaleUpS", "scaleDownAtS", "scaleDownS", "nodesAfterScaleUp", "failureJournals",
+    "viaChanges", "scaleUpS", "scaleDownAtS", "scaleDownS", "nodesAfterScaleUp", "failureJournals", "faultMissedHolder",
 )  # fmt: skip
 
 
@@ -295,8 +296,9 @@ def medians_table(document: dict, scenarios: list[str]) -> list[str]:
             rows = section["scenarios"].get(scenario, [])
             if not rows:
                 continue
-            # Measured: the probe reported, even if a step after it failed.
-            measured = [r for r in rows if r.get("probes") is not None]
+            # Measured: the probe reported, even if a step after it failed; not when the fault hit a node the VIP
+            # had already left (no fault of the holder was measured).
+            measured = [r for r in rows if r.get("probes") is not None and not (r.get("scenario") or {}).get("faultMissedHolder")]
             failed = sum(1 for r in rows if not r["ok"])
             unrecovered = sum(1 for r in measured if r.get("faultAt") is not None and not r.get("recoveryConfirmed"))
             window = window_median(measured) if scenario in WINDOWED else None
