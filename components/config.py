@@ -206,7 +206,7 @@ class PacemakerConfig(_Model):
     haproxy_restart: HaproxyRestart = F(HaproxyRestart.SYSTEMD, "Who restarts a crashed haproxy.")
     vip_agent: VipAgent = F(VipAgent.HAPX, "Resource agent of the VIP: `hapx` (lean, starts at once) or `IPaddr2`.")
     # When the VIP holder dies and it was also the DC, the survivor first
-    # elects itself before it computes the failover (about 0.4 s under TCG,
+    # elects itself before it computes the failover (about half a second under TCG,
     # milliseconds on hardware). Off by default: a node that comes back takes
     # the VIP over, so a node that keeps crashing would take it every time
     # (docs/architecture.md).
