@@ -14,7 +14,7 @@ from harness.lab import LabStack, haproxy_serving_check
 
 TEMPLATE = Path(__file__).with_name("keepalived.conf.j2")
 # The tracked check runs every second and may take this long: one second, so
-# a hung haproxy fails it within the interval (hapx's agent allows 2 s every 5 s).
+# a hung haproxy fails it within the interval (hapx's agent allows 5 s every 5 s).
 CHECK_TIMEOUT_S = 1
 
 
