@@ -1,9 +1,12 @@
 """harness.lab.planned_actions: what the lab reads to know Pacemaker has nothing left to do (the rendered tests
 parse real crm_simulate output with it too)."""
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from harness.lab import planned_actions
+from harness.lab import LabStack, planned_actions
 
 SETTLED = """Current cluster status:
   * Node List:
@@ -31,3 +34,31 @@ def test_a_planned_handover_is_seen():
 def test_output_without_a_summary_is_not_taken_for_idle():
     with pytest.raises(ValueError, match="no transition summary"):
         planned_actions("Could not connect to the CIB: Transport endpoint is not connected\n")
+
+
+class _SlowNode(LabStack):
+    """A lab whose first node does not answer within the ssh timeout (still booting); the other answers whole."""
+
+    def ssh(self, node, command, timeout=60, stdin=None):
+        if node == "hapx-node01":
+            raise subprocess.TimeoutExpired(["ssh", node, command], timeout)
+        if command.startswith("sudo crm_mon"):
+            return subprocess.CompletedProcess([], 0, SETTLED, "")
+        if command.startswith("sudo crm_simulate"):
+            return subprocess.CompletedProcess([], 0, SETTLED, "")
+        vip = self.config["hapx:vip"]
+        return subprocess.CompletedProcess([], 0, f"2: eth0 inet {vip}/24 brd" if node == "hapx-node02" else "", "")
+
+
+def _slow_lab() -> _SlowNode:
+    config = {"hapx:vip": "192.168.4.20", "hapx:nodes": [{"name": "hapx-node01"}, {"name": "hapx-node02"}]}
+    return _SlowNode(workspace=None, stack="t", namespace="t", state_dir=Path("/nonexistent"), config=config)
+
+
+def test_a_node_that_does_not_answer_in_time_is_not_whole_yet_and_not_an_error():
+    # A CI run failed on this: the reset node's `crm_mon` over ssh took longer than 30 s while it booted, and the
+    # timeout ended the wait instead of being asked again.
+    lab = _slow_lab()
+    assert lab.whole() is False  # asks node01 (the first), which times out
+    with pytest.raises(subprocess.TimeoutExpired):
+        lab.vip_holders()  # outside `whole`, a timeout still raises
