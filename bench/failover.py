@@ -2,13 +2,17 @@
 
     .venv/bin/python -m bench.failover [--runs 3] [--profiles reference,hapx,keepalived]
         [--scenarios power-off,kill-haproxy,link-cut,backend-change,idle-soak]
-        [--soak-s 600] [--hapx-overrides JSON] [--out .bench/failover.json]
-        [--keep-journals DIR]
+        [--soak-s 600] [--hapx-overrides JSON] [--variant NAME=JSON ...]
+        [--out .bench/failover.json] [--keep-journals DIR]
 
 Profiles: `reference` is hapx with the reference design's settings (token
 3 s, monitors every 20 s, haproxy started on the survivor at failover and
 restarted by Pacemaker after a crash, no fencing);
 `hapx` is hapx's shipped defaults (plus --hapx-overrides, to try values);
+`hapx-NAME` (one per --variant NAME=JSON, run after `hapx` in the order
+given) is `hapx` with JSON on top: a value tried against the defaults and
+keepalived in the same run, the only comparison that holds on these
+machines;
 `keepalived` is the same pair, same image and haproxy.cfg, switched to
 keepalived (VRRP, unicast, advert_int 1 s, haproxy on both nodes, a
 tracked haproxy check), the alternative operators would pick.
@@ -62,6 +66,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -523,7 +528,8 @@ def bench_profile(
     """Bring up the profile's lab, run its scenarios into `section`
     (save() after each run), tear it down."""
     workspace = PulumiWorkspace(root / name / "pulumi")
-    lab = LabStack.create(workspace, f"bench{name[:3]}", root / name / "lab", port_start=24400)
+    stack = f"bench{name[:3]}" if name in PROFILES else f"bench-{name.removeprefix('hapx-')}"
+    lab = LabStack.create(workspace, stack, root / name / "lab", port_start=24400)
     config = copy.deepcopy(lab.config)
     for key, value in section["overrides"].items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
@@ -584,11 +590,39 @@ def lab_accel(lab: LabStack) -> str | None:
     return ",".join(sorted(a for a in accels if a)) or None
 
 
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """`NAME=JSON` (--variant): the profile name `hapx-NAME` and its hapx:* overrides."""
+    name, sep, overrides = spec.partition("=")
+    if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,15}", name):
+        raise ValueError(f"--variant {spec!r}: give NAME=JSON, NAME lowercase letters, digits and dashes (at most 16)")
+    try:
+        value = json.loads(overrides)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--variant {name}: the overrides are not JSON ({exc})") from None
+    if not isinstance(value, dict) or not value or not all(k.startswith("hapx:") for k in value):
+        raise ValueError(f"--variant {name}: the overrides must be a JSON object of hapx:* config keys")
+    return f"hapx-{name}", value
+
+
+def profile_overrides(profile: str, hapx_overrides: dict, variants: dict[str, dict]) -> dict:
+    """A profile's config overrides: the named profile's, `hapx`'s plus --hapx-overrides, a variant's on top of
+    those (a key's object is merged, so a variant may set one field of hapx:corosync)."""
+    if profile not in variants:
+        return {**PROFILES[profile], **(hapx_overrides if profile == "hapx" else {})}
+    merged = profile_overrides("hapx", hapx_overrides, {})
+    for key, value in variants[profile].items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profiles", default="reference,hapx,keepalived")
     parser.add_argument("--hapx-overrides", default="{}", help='JSON config for the hapx profile, e.g. \'{"hapx:corosync": {"tokenMs": 1000}}\'')
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help='a profile hapx-NAME: hapx with these hapx:* overrides, run after hapx, e.g. '
+                             '\'token600={"hapx:corosync": {"tokenMs": 600}}\' (repeatable)')  # fmt: skip
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--soak-s", type=float, default=600, help="length of the idle-soak scenario (bounded to 3600)")
     parser.add_argument("--soak-profiles", default="hapx", help="profiles that run the idle soak (it is long)")
@@ -599,7 +633,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profiles = [p for p in args.profiles.split(",") if p]
     scenarios = [s for s in args.scenarios.split(",") if s]
-    unknown = [p for p in profiles if p not in PROFILES] + [s for s in scenarios if s not in RUNNERS]
+    try:
+        variants = dict(parse_variant(spec) for spec in args.variant)
+    except ValueError as exc:
+        parser.error(str(exc))
+    # Each variant right after hapx (or last, without hapx): the same lab image, the same hour.
+    at = profiles.index("hapx") + 1 if "hapx" in profiles else len(profiles)
+    profiles[at:at] = list(variants)
+    unknown = [p for p in profiles if p not in PROFILES and p not in variants] + [s for s in scenarios if s not in RUNNERS]
     if unknown:
         parser.error(f"unknown profile or scenario: {', '.join(unknown)}")
     if not 0 < args.soak_s <= 3600:
@@ -610,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ["python", "-m", "bench.failover"] + (sys.argv[1:] if argv is None else argv)
     settings = {
         "runs": args.runs, "profiles": profiles, "scenarios": scenarios, "soakS": args.soak_s,
-        "soakProfiles": args.soak_profiles.split(","), "hapxOverrides": overrides,
+        "soakProfiles": args.soak_profiles.split(","), "hapxOverrides": overrides, "variants": variants,
         "probeIntervalMs": PROBE_INTERVAL_MS, "probeTimeoutMs": PROBE_TIMEOUT_MS, "confirmS": 1.0,
         "soakProbeIntervalMs": SOAK_PROBE_INTERVAL_MS, "probeLimitS": PROBE_LIMIT_S, "leadInS": LEAD_IN_S,
         "watchAfterFaultS": WATCH_AFTER_FAULT_S, "linkCutS": CUT_S,
@@ -628,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="hapx-bench-") as tmp:
         for profile in profiles:
-            section = results.new_profile({**PROFILES[profile], **(overrides if profile == "hapx" else {})})
+            section = results.new_profile(profile_overrides(profile, overrides, variants))
             document["profiles"][profile] = section
             try:
                 bench_profile(profile, section, args.runs, scenarios, Path(tmp), args.soak_s, settings["soakProfiles"], save,
