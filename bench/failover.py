@@ -530,10 +530,7 @@ def bench_profile(
     workspace = PulumiWorkspace(root / name / "pulumi")
     stack = f"bench{name[:3]}" if name in PROFILES else f"bench-{name.removeprefix('hapx-')}"
     lab = LabStack.create(workspace, stack, root / name / "lab", port_start=24400)
-    config = copy.deepcopy(lab.config)
-    for key, value in section["overrides"].items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    lab.set_config(config)
+    lab.set_config(merge_overrides(lab.config, section["overrides"]))
     pair = PACEMAKER
     try:
         started = time.monotonic()
@@ -604,15 +601,21 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return f"hapx-{name}", value
 
 
-def profile_overrides(profile: str, hapx_overrides: dict, variants: dict[str, dict]) -> dict:
-    """A profile's config overrides: the named profile's, `hapx`'s plus --hapx-overrides, a variant's on top of
-    those (a key's object is merged, so a variant may set one field of hapx:corosync)."""
-    if profile not in variants:
-        return {**PROFILES[profile], **(hapx_overrides if profile == "hapx" else {})}
-    merged = profile_overrides("hapx", hapx_overrides, {})
-    for key, value in variants[profile].items():
+def merge_overrides(config: dict, overrides: dict) -> dict:
+    """`config` with `overrides` on top, a copy: a key whose value is an object is merged field by field (so one
+    field of hapx:corosync can be set), any other value replaces."""
+    merged = copy.deepcopy(config)
+    for key, value in overrides.items():
         merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
     return merged
+
+
+def profile_overrides(profile: str, hapx_overrides: dict, variants: dict[str, dict]) -> dict:
+    """A profile's config overrides: the named profile's, `hapx`'s plus --hapx-overrides, or a variant's on top of
+    `hapx`'s."""
+    if profile not in variants:
+        return {**PROFILES[profile], **(hapx_overrides if profile == "hapx" else {})}
+    return merge_overrides(profile_overrides("hapx", hapx_overrides, {}), variants[profile])
 
 
 def main(argv: list[str] | None = None) -> int:
