@@ -180,7 +180,14 @@ class LabStack:
             status = self.ssh(node, "sudo crm_mon -1 2>/dev/null", timeout=30).stdout
             if f"Online: [ {' '.join(self.nodes)} ]" not in status or "Stopped" in status:
                 return False
-            return len(self.vip_holders()) == 1 and self.scheduler_idle(node)
+            # Every node must answer, not only be online to Pacemaker: a node that refuses logins is not counted
+            # as "holds no VIP" here (a CI run took a reset node, online but not yet letting anyone in, for whole).
+            addresses = {n: self.ssh(n, "ip -o -4 addr show", timeout=30) for n in self.nodes}
+            if any(out.returncode != 0 for out in addresses.values()):
+                return False
+            vip = self.config["hapx:vip"]
+            holders = [n for n, out in addresses.items() if f" {vip}/" in out.stdout]
+            return len(holders) == 1 and self.scheduler_idle(node)
         except subprocess.TimeoutExpired:
             # A node still booting (a reset node after a link cut, on a slow emulated machine) can take longer than
             # that to log in and answer: not whole yet, asked again by the caller's wait, not an error.
@@ -206,7 +213,10 @@ class LabStack:
 
     def boot_id(self, node: str) -> str | None:
         """The node's current boot id (changes when it was reset), None if unreachable."""
-        out = self.ssh(node, "cat /proc/sys/kernel/random/boot_id", timeout=20)
+        try:
+            out = self.ssh(node, "cat /proc/sys/kernel/random/boot_id", timeout=20)
+        except subprocess.TimeoutExpired:
+            return None
         return out.stdout.strip() if out.returncode == 0 else None
 
     def corosync_members(self, node: str) -> set[str]:

@@ -202,7 +202,11 @@ def test_cutting_the_vip_holders_link_fences_it(lab):
     # The reset node boots, sees its peer again, and rejoins (as the survivor sees it: the reset node itself may
     # still be booting).
     assert wait_for(lambda: lab.whole(survivor), 600, interval_s=5), lab.ssh(survivor, "sudo crm_mon -1").stdout
-    assert lab.boot_id(holder) not in (None, boot_before)
+    # ...and answers SSH from its new boot. Asked until it does: a CI run found the pair whole as the survivor saw
+    # it while the reset node, still starting up under emulation, did not yet answer a login.
+    assert wait_for(lambda: lab.boot_id(holder) not in (None, boot_before), 180, interval_s=5), lab.ssh(
+        holder, "cat /proc/sys/kernel/random/boot_id", timeout=30
+    )
 
 
 def test_powering_off_the_vip_holder_moves_the_vip(lab):

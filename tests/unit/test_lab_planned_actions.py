@@ -62,3 +62,27 @@ def test_a_node_that_does_not_answer_in_time_is_not_whole_yet_and_not_an_error()
     assert lab.whole() is False  # asks node01 (the first), which times out
     with pytest.raises(subprocess.TimeoutExpired):
         lab.vip_holders()  # outside `whole`, a timeout still raises
+
+
+class _RefusingNode(LabStack):
+    """Both nodes online to Pacemaker as node02 sees it; node01 refuses logins at once (ssh exits 255), as a reset
+    node may while it starts up."""
+
+    def ssh(self, node, command, timeout=60, stdin=None):
+        if node == "hapx-node01":
+            return subprocess.CompletedProcess([], 255, "", "kex_exchange_identification: read: Connection reset by peer")
+        if command.startswith("sudo crm_"):
+            return subprocess.CompletedProcess([], 0, SETTLED, "")
+        return subprocess.CompletedProcess([], 0, f"2: eth0 inet {self.config['hapx:vip']}/24 brd", "")
+
+
+def test_a_node_that_refuses_logins_is_not_whole_and_has_no_boot_id():
+    # A CI run took this for whole (node02 held the VIP, node01 "held none"), then found no boot id on node01.
+    config = {"hapx:vip": "192.168.4.20", "hapx:nodes": [{"name": "hapx-node01"}, {"name": "hapx-node02"}]}
+    lab = _RefusingNode(workspace=None, stack="t", namespace="t", state_dir=Path("/nonexistent"), config=config)
+    assert lab.whole("hapx-node02") is False
+    assert lab.boot_id("hapx-node01") is None
+
+
+def test_a_node_that_times_out_has_no_boot_id_and_raises_nothing():
+    assert _slow_lab().boot_id("hapx-node01") is None
