@@ -1,6 +1,6 @@
 """Rolling replacement on the live lab (issue 13). A change that replaces every VM (the node size here) rolls one
 node at a time: `pulumi preview` lists the first node's drain, replacement and rejoin before the second node's
-drain; a client probing the VIP every 20 ms is served throughout; the up is stopped the hard way while the first
+drain; a client probing the VIP every 100 ms is served throughout; the up is stopped the hard way while the first
 node's new VM boots, and a re-run finishes the roll; then both VMs are new, both nodes in service, the VIP on one
 node, and a further up changes nothing. On the shared lab (tests/e2e/conftest.py runs this after drift, before the
 faults), which it leaves whole, on new VMs."""
@@ -16,7 +16,7 @@ import pytest
 from harness.interrupt import EXIT_CANCELLED, interrupt_up_when, rerun_to_convergence
 from harness.pulumi_events import step_windows
 from harness.wait import wait_for
-from tests.e2e.conftest import FIGURES
+from tests.e2e.conftest import DAY2_PROBE_INTERVAL_MS, FIGURES
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_a_size_change_replaces_one_node_at_a_time_with_the_vip_served(lab_up):
     assert at[f"hapx-{first}-drain"] < at[f"hapx-{first}-vm"] < at[f"hapx-{first}-rejoin"], order
     assert at[f"hapx-{first}-rejoin"] < at[f"hapx-{second}-drain"] < at[f"hapx-{second}-vm"], order
 
-    with lab.start_probe(duration_s=3600, stop_after_recovery=False, interval_ms=20) as probe:
+    with lab.start_probe(duration_s=3600, stop_after_recovery=False, interval_ms=DAY2_PROBE_INTERVAL_MS) as probe:
         probe.fault()  # from here on, any failed request counts
         started = time.monotonic()
         # Stopped the hard way once the first node's new VM is up and booting: it is drained, its old VM gone.

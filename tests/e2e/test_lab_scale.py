@@ -1,5 +1,5 @@
 """Scale on the live lab (issue 13): a third node added to the running pair and removed again by `pulumi up`, with a
-client probing the VIP every 20 ms throughout and fencing on. Adding: the two running VMs are kept (corosync.conf is
+client probing the VIP every 100 ms throughout and fencing on. Adding: the two running VMs are kept (corosync.conf is
 pushed and reloaded, not a reason to replace them), corosync drops `two_node` and counts three votes, the new node
 runs haproxy and is in the fence device's host list (and, under TCG, runs without address randomisation). Removing:
 the node is drained first (it never holds the VIP when it goes), the others reload two nodes with `two_node` again,
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.wait import wait_for
-from tests.e2e.conftest import FIGURES
+from tests.e2e.conftest import DAY2_PROBE_INTERVAL_MS, FIGURES
 from tests.e2e.test_lab_rolling import LONGEST_FAILURE_STRETCH_S
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def _scale(lab, config: dict, name: str, third_vm_op: str) -> dict:
     plan = {s["urn"].rsplit("::", 1)[-1]: s["op"] for s in steps if s["op"] != "same"}
     assert {step for step, op in plan.items() if op == "replace"} == {"hapx-pacemaker-cluster-formed"}, plan
     assert plan["hapx-membership"] == "update" and plan[f"hapx-{THIRD['name']}-vm"] == third_vm_op, plan
-    with lab.start_probe(duration_s=1800, stop_after_recovery=False, interval_ms=20) as probe:
+    with lab.start_probe(duration_s=1800, stop_after_recovery=False, interval_ms=DAY2_PROBE_INTERVAL_MS) as probe:
         fault_at = probe.fault()  # from here on, any failed request counts
         lab.up()
         served = probe.stop()
