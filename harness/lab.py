@@ -151,11 +151,11 @@ class LabStack:
                 f.write(key if key.endswith("\n") else key + "\n")
         return path
 
-    def ssh_command(self, node: str, command: str) -> list[str]:
+    def ssh_command(self, node: str, command: str, options: tuple[str, ...] = ()) -> list[str]:
         return [
             "ssh", "-i", str(self.key_file()), "-p", str(self.ssh_port(node)),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", *options,
             f"{self.config.get('hapx:adminUser', 'debian')}@127.0.0.1", command,
         ]  # fmt: skip
 

@@ -173,7 +173,7 @@ def test_cutting_the_vip_holders_link_fences_it(lab):
     (holder,) = lab.vip_holders()
     survivor = next(n for n in lab.nodes if n != holder)
     boot_before = lab.boot_id(holder)
-    with HolderWatch(lab, interval_s=1) as watch, lab.start_probe(duration_s=120) as probe:
+    with HolderWatch(lab, interval_s=0.5) as watch, lab.start_probe(duration_s=120) as probe:
         probe.fault()
         lab.set_link(holder, up=False)
         try:
