@@ -16,9 +16,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # GRUB's BIOS and UEFI images (grub-pc-bin, grub-efi-amd64-bin: files only,
 # they never touch this host's own boot loader).
 # openssh-server: the command provider's tests run a throwaway sshd.
+# strace: a rendered test shows which files `haproxy -c` opens.
 PACKAGES=(haproxy pacemaker pacemaker-cli-utils crmsh corosync cloud-init xorriso iproute2 openssh-client python3-venv
   qemu-system-x86 qemu-utils debootstrap e2fsprogs fdisk dosfstools mtools grub-pc-bin grub-efi-amd64-bin
-  openssh-server)
+  openssh-server strace)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

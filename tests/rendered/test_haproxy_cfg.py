@@ -46,3 +46,24 @@ def test_a_broken_config_is_rejected_by_the_same_check(rendered_dev, tmp_path):
     path = tmp_path / "broken.cfg"
     path.write_text((rendered_dev / "haproxy.cfg").read_text().replace("balance roundrobin", "balance no-such-algorithm"))
     assert _check(path).returncode != 0
+
+
+def _files_opened_by_check(path) -> list[str]:
+    trace = run(
+        [require_tool("strace"), "-f", "-qq", "-e", "trace=open,openat", "-e", "signal=none", require_tool("haproxy"), "-c", "-f", str(path)],
+        env={**os.environ, **STATS_ENV},
+    )
+    assert trace.returncode == 0, trace.stdout + trace.stderr
+    return [line for line in trace.stderr.splitlines() if "open" in line and "= -1" not in line]
+
+
+def test_checking_the_config_reads_no_system_ca_store(rendered_dev, tmp_path):
+    # haproxy 2.6 reads every file of the system's CA store at start-up for its internal HTTP client, unless that
+    # client verifies nothing; on an emulated CPU that read was most of a restart (templates/haproxy.cfg.j2).
+    opened = _files_opened_by_check(rendered_dev / "haproxy.cfg")
+    assert any("haproxy.cfg" in line for line in opened), opened  # the trace sees the check's own reads
+    assert not [line for line in opened if "/ssl/certs/" in line], opened
+    # The same check sees the store read once the line is gone: it can fail.
+    without = tmp_path / "haproxy.cfg"
+    without.write_text((rendered_dev / "haproxy.cfg").read_text().replace("  httpclient.ssl.verify none\n", ""))
+    assert len([line for line in _files_opened_by_check(without) if "/ssl/certs/" in line]) > 10
