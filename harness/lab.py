@@ -164,13 +164,11 @@ class LabStack:
         return subprocess.run(self.ssh_command(node, command), capture_output=True, text=True, timeout=timeout, **feed)
 
     def vip_holders(self, alive: list[str] | None = None) -> list[str]:
-        vip = self.config["hapx:vip"]
-        holders = []
-        for node in alive or self.nodes:
-            out = self.ssh(node, "ip -o -4 addr show").stdout
-            if f" {vip}/" in out:
-                holders.append(node)
-        return holders
+        return [node for node in alive or self.nodes if self._holds_vip(self.ssh(node, "ip -o -4 addr show").stdout)]
+
+    def _holds_vip(self, addresses: str) -> bool:
+        """Whether `ip -o -4 addr show` output lists the VIP."""
+        return f" {self.config['hapx:vip']}/" in addresses
 
     def whole(self, node: str | None = None) -> bool:
         """Every node online in Pacemaker (as `node` sees it), no resource stopped, one VIP holder, and nothing left
@@ -185,8 +183,7 @@ class LabStack:
             addresses = {n: self.ssh(n, "ip -o -4 addr show", timeout=30) for n in self.nodes}
             if any(out.returncode != 0 for out in addresses.values()):
                 return False
-            vip = self.config["hapx:vip"]
-            holders = [n for n, out in addresses.items() if f" {vip}/" in out.stdout]
+            holders = [n for n, out in addresses.items() if self._holds_vip(out.stdout)]
             return len(holders) == 1 and self.scheduler_idle(node)
         except subprocess.TimeoutExpired:
             # A node still booting (a reset node after a link cut, on a slow emulated machine) can take longer than
