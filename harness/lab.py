@@ -20,9 +20,10 @@ import shlex
 import signal
 import socket
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from components.drivers.qemu.lab import tap_name
 from components.rendering import HEALTH_PATH
@@ -225,10 +226,33 @@ class LabStack:
     def kill_haproxy(self, node: str, mark: Callable[[], object] = lambda: None) -> None:
         """SIGKILL haproxy (every process of its unit) on the node; `mark` is
         called the instant before the kill (a probe's fault())."""
+        with self.primed_haproxy_kill(node) as fire:
+            fire(mark)
+
+    @contextmanager
+    def primed_haproxy_kill(self, node: str) -> Iterator[Callable[[Callable[[], object]], None]]:
+        """A root shell on the node, logged in and waiting to SIGKILL haproxy;
+        yields `fire(mark)`, which calls `mark` the instant before the kill and
+        returns once it is done. The login (most of a second of an emulated
+        CPU) happens here, so a benchmark primes before its probe starts and
+        the node's CPU is not busy with it when the probe's lead-in begins.
+        The unit's processes are read when it fires, not when primed."""
         proc = subprocess.Popen(
             self.ssh_command(node, PRIMED_HAPROXY_KILL),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        fired = False
+
+        def fire(mark: Callable[[], object]) -> None:
+            nonlocal fired
+            fired = True
+            mark()
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            _, err = proc.communicate(timeout=60)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{node}: killing haproxy failed ({proc.returncode}): {err}")
+
         try:
             answered = select.select([proc.stdout], [], [], 60)[0]
             line = proc.stdout.readline().strip() if answered else None
@@ -237,14 +261,13 @@ class LabStack:
                 _, err = proc.communicate(timeout=30)
                 why = "no answer within 60 s" if line is None else f"exit {proc.returncode}, no haproxy process to kill"
                 raise RuntimeError(f"{node}: could not get ready to kill haproxy ({why}): {err.strip()}")
-            mark()
-            proc.stdin.write("\n")
-            proc.stdin.flush()
-            _, err = proc.communicate(timeout=60)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{node}: killing haproxy failed ({proc.returncode}): {err}")
+            yield fire
+            if not fired:
+                raise RuntimeError(f"{node}: a primed haproxy kill was never fired")
         finally:
             if proc.poll() is None:
+                # Not fired (or it hung): the session ends with the client; the remote
+                # `read` then meets the end of its input and the shell stops before the kill.
                 proc.kill()
                 proc.wait()
 
