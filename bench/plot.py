@@ -35,6 +35,18 @@ FAULT_WINDOW_SCENARIOS = ("power-off", "kill-haproxy", "link-cut")
 BIN_S = 0.1
 OK_COLOUR, FAILED_COLOUR = "#2e9d4f", "#d62728"
 PROFILE_COLOURS = {"reference": "#7f7f7f", "hapx": "#1f77b4", "keepalived": "#ff7f0e"}
+# Variants (hapx-NAME) in the order they ran: none is one of the named profiles' colours.
+VARIANT_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def profile_colours(profiles: list[str]) -> dict[str, str]:
+    """A colour per profile of a document, no two alike: the named profiles keep theirs, variants take the next free
+    one (before, a variant got matplotlib's first colour, hapx's own blue)."""
+    colours = {p: PROFILE_COLOURS[p] for p in profiles if p in PROFILE_COLOURS}
+    others = [p for p in profiles if p not in PROFILE_COLOURS]
+    for index, profile in enumerate(others):
+        colours[profile] = VARIANT_COLOURS[index % len(VARIANT_COLOURS)]
+    return colours
 # Phases marked on each run's row: key, marker, label.
 PHASE_MARKERS = (
     ("membershipS", "^", "new membership"),
@@ -98,6 +110,7 @@ def draw_scenario(document: dict, scenario: str, path: Path) -> Path:
     from matplotlib.patches import Patch
 
     rows = runs_of(document, scenario)
+    colours = profile_colours(list(document["profiles"]))
     x_from, x_to = x_range(scenario, rows)
     figure, (raster, share) = pyplot.subplots(
         2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
@@ -126,7 +139,7 @@ def draw_scenario(document: dict, scenario: str, path: Path) -> Path:
         labels.append((label, profile))
     raster.set_yticks(range(len(labels)), [label for label, _ in labels], fontsize=8)
     for tick, (_, profile) in zip(raster.get_yticklabels(), labels):
-        tick.set_color(PROFILE_COLOURS.get(profile, "black"))
+        tick.set_color(colours.get(profile, "black"))
     # A thin rule between profiles.
     for y, ((_, below), (_, above)) in enumerate(zip(labels, labels[1:])):
         if below != above:
@@ -150,7 +163,7 @@ def draw_scenario(document: dict, scenario: str, path: Path) -> Path:
         if not profile_rows:
             continue
         centres, shares = served_share(profile_rows, x_from, x_to)
-        share.step(centres, shares, where="mid", linewidth=2, color=PROFILE_COLOURS.get(profile),
+        share.step(centres, shares, where="mid", linewidth=2, color=colours[profile],
                    label=f"{profile} ({len(profile_rows)} run{'s' if len(profile_rows) != 1 else ''})")  # fmt: skip
     share.axvline(0, color="black", linewidth=1)
     share.set_ylim(-0.05, 1.05)

@@ -63,3 +63,12 @@ def test_the_window_around_the_fault_and_whole_runs_otherwise():
     rows = [("hapx", long_up)]
     assert plot.x_range("power-off", rows) == (plot.X_FROM_S, plot.X_TO_S) == (-2.0, 15.0)
     assert plot.x_range("backend-change", rows) == (-2.0, 60.0)
+
+
+def test_every_profile_of_a_run_has_its_own_colour():
+    # A variant was drawn in matplotlib's first colour, hapx's own blue, so their lines could not be told apart.
+    profiles = ["reference", "hapx", "hapx-fast", "hapx-token600", "keepalived"]
+    colours = plot.profile_colours(profiles)
+    assert set(colours) == set(profiles)
+    assert len(set(colours.values())) == len(profiles)
+    assert colours["hapx"] == plot.PROFILE_COLOURS["hapx"] and colours["keepalived"] == plot.PROFILE_COLOURS["keepalived"]
