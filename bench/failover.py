@@ -292,8 +292,9 @@ def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
     settle(lab, record)
     (holder,) = lab.vip_holders()
     record.update(faultNode=holder)
-    # The kill's login before the probe: most of a second of the holder's emulated CPU, in the lead-in it made a
-    # keepalived pair's check time out and the VIP leave before the kill (3 of 3 runs, docs/benchmarks.md).
+    # The kill's login before the probe: most of a second of the holder's emulated CPU. In the lead-in, on a holder
+    # the probe loads, it came with a keepalived pair's check timing out and its VIP leaving before the kill (3 of 3
+    # runs, docs/benchmarks.md).
     with lab.primed_haproxy_kill(holder) as fire, armed_probe(lab, record) as probe:
         fire(probe.fault)
         record["probe"] = probe.finish(PROBE_WAIT_S)

@@ -16,7 +16,7 @@ TEMPLATE = Path(__file__).with_name("keepalived.conf.j2")
 # The tracked check runs every second and its request may take as long as
 # hapx's agent allows its own (check_timeout, templates/node/ocf-haproxy): on a
 # busy emulated guest curl alone can take over a second. With one second, the
-# keepalived pair gave up its VIP under the benchmark's probe alone, before
+# keepalived pair gave up its VIP under the benchmark's load, before
 # faults and after recoveries (docs/benchmarks.md). A killed haproxy refuses
 # the request at once, so this does not slow that check; a hung haproxy is
 # found as late as hapx's agent finds it. keepalived ends the script a second
