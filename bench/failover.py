@@ -15,7 +15,10 @@ keepalived in the same run, the only comparison that holds on these
 machines;
 `keepalived` is the same pair, same image and haproxy.cfg, switched to
 keepalived (VRRP, unicast, advert_int 1 s, haproxy on both nodes, a
-tracked haproxy check), the alternative operators would pick.
+tracked haproxy check), the alternative operators would pick;
+`keepalived-NAME` (--variant keepalived-NAME=JSON, run after `keepalived`)
+is that pair built with JSON on top, so both pairs can run on the same
+VM shape (for example `hapx:nodeSize`).
 
 For each profile it brings up its own lab stack (real engine, real VMs),
 then for each scenario and run keeps a client probing the VIP every 20 ms
@@ -540,7 +543,7 @@ def bench_profile(
         print(f"[bench] {name}: lab up in {section['labUpS']:.0f} s", flush=True)
         section["qemuAccel"] = lab_accel(lab)
         wait_for(lambda: pacemaker_whole(lab), 300, interval_s=5)
-        if name == "keepalived":
+        if variant_base(name) == "keepalived":
             convert_to_keepalived(lab)
             pair = KEEPALIVED
             if not wait_for(lambda: pair_whole(lab), 120, interval_s=2):
@@ -549,9 +552,10 @@ def bench_profile(
             # The soak is one long run; the others repeat.
             if scenario == "idle-soak" and name not in soak_profiles:
                 continue
-            if scenario in NOT_RUN.get(name, {}):
-                section.setdefault("skipped", {})[scenario] = NOT_RUN[name][scenario]
-                print(f"[bench] {name} {scenario}: not run: {NOT_RUN[name][scenario]}", flush=True)
+            not_run = NOT_RUN.get(variant_base(name), {})
+            if scenario in not_run:
+                section.setdefault("skipped", {})[scenario] = not_run[scenario]
+                print(f"[bench] {name} {scenario}: not run: {not_run[scenario]}", flush=True)
                 save()
                 continue
             rows = section["scenarios"].setdefault(scenario, [])
@@ -589,9 +593,10 @@ def lab_accel(lab: LabStack) -> str | None:
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
-    """`NAME=JSON` (--variant): the profile name `hapx-NAME` and its hapx:* overrides."""
+    """`NAME=JSON` (--variant): the profile name, `hapx-NAME` (or NAME itself when it is `keepalived-...`, a
+    variant of the keepalived pair), and its hapx:* overrides."""
     name, sep, overrides = spec.partition("=")
-    if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,15}", name):
+    if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,15}", name.removeprefix("keepalived-")):
         raise ValueError(f"--variant {spec!r}: give NAME=JSON, NAME lowercase letters, digits and dashes (at most 16)")
     try:
         value = json.loads(overrides)
@@ -599,7 +604,12 @@ def parse_variant(spec: str) -> tuple[str, dict]:
         raise ValueError(f"--variant {name}: the overrides are not JSON ({exc})") from None
     if not isinstance(value, dict) or not value or not all(k.startswith("hapx:") for k in value):
         raise ValueError(f"--variant {name}: the overrides must be a JSON object of hapx:* config keys")
-    return f"hapx-{name}", value
+    return (name if name.startswith("keepalived-") else f"hapx-{name}"), value
+
+
+def variant_base(profile: str) -> str:
+    """The named profile a profile is, or is a variant of."""
+    return "keepalived" if profile.startswith("keepalived") else "hapx" if profile.startswith("hapx") else profile
 
 
 def merge_overrides(config: dict, overrides: dict) -> dict:
@@ -613,10 +623,10 @@ def merge_overrides(config: dict, overrides: dict) -> dict:
 
 def profile_overrides(profile: str, hapx_overrides: dict, variants: dict[str, dict]) -> dict:
     """A profile's config overrides: the named profile's, `hapx`'s plus --hapx-overrides, or a variant's on top of
-    `hapx`'s."""
+    its base's (`hapx`'s, or `keepalived`'s)."""
     if profile not in variants:
         return {**PROFILES[profile], **(hapx_overrides if profile == "hapx" else {})}
-    return merge_overrides(profile_overrides("hapx", hapx_overrides, {}), variants[profile])
+    return merge_overrides(profile_overrides(variant_base(profile), hapx_overrides, {}), variants[profile])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -626,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hapx-overrides", default="{}", help='JSON config for the hapx profile, e.g. \'{"hapx:corosync": {"tokenMs": 1000}}\'')
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                         help='a profile hapx-NAME: hapx with these hapx:* overrides, run after hapx, e.g. '
-                             '\'token600={"hapx:corosync": {"tokenMs": 600}}\' (repeatable)')  # fmt: skip
+                             '\'token600={"hapx:corosync": {"tokenMs": 600}}\'; a NAME keepalived-... is a variant '
+                             'of the keepalived pair, run after it (repeatable)')  # fmt: skip
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--soak-s", type=float, default=600, help="length of the idle-soak scenario (bounded to 3600)")
     parser.add_argument("--soak-profiles", default="hapx", help="profiles that run the idle soak (it is long)")
@@ -641,9 +652,10 @@ def main(argv: list[str] | None = None) -> int:
         variants = dict(parse_variant(spec) for spec in args.variant)
     except ValueError as exc:
         parser.error(str(exc))
-    # Each variant right after hapx (or last, without hapx): the same lab image, the same hour.
-    at = profiles.index("hapx") + 1 if "hapx" in profiles else len(profiles)
-    profiles[at:at] = list(variants)
+    # Each variant right after its base (or last, without it): the same lab image, the same hour.
+    for base in ("hapx", "keepalived"):
+        at = profiles.index(base) + 1 if base in profiles else len(profiles)
+        profiles[at:at] = [v for v in variants if variant_base(v) == base]
     unknown = [p for p in profiles if p not in PROFILES and p not in variants] + [s for s in scenarios if s not in RUNNERS]
     if unknown:
         parser.error(f"unknown profile or scenario: {', '.join(unknown)}")

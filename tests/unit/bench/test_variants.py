@@ -59,3 +59,26 @@ def test_a_bad_variant_stops_the_bench_before_any_lab(monkeypatch, tmp_path, cap
     with pytest.raises(SystemExit):
         failover.main(["--out", str(tmp_path / "f.json"), "--variant", "t=nope"])
     assert "--variant t: the overrides are not JSON" in capsys.readouterr().err
+
+
+def test_a_keepalived_variant_is_the_keepalived_pair_with_its_overrides_run_after_it(tmp_path, monkeypatch):
+    # The same VM shape for both pairs: a hapx variant and a keepalived variant with the same overrides.
+    name, overrides = parse_variant('keepalived-cpu2={"hapx:nodeSize": {"cpus": 2}}')
+    assert name == "keepalived-cpu2"
+    assert profile_overrides(name, {"hapx:corosync": {"tokenMs": 600}}, {name: overrides}) == {
+        **PROFILES["keepalived"], "hapx:nodeSize": {"cpus": 2}
+    }, "built on keepalived's overrides, not on hapx's"
+    ran = []
+    monkeypatch.setattr(failover, "bench_profile", lambda name, section, *a, **k: ran.append((name, section["overrides"])))
+    failover.main([
+        "--profiles", "keepalived,hapx", "--scenarios", "power-off", "--runs", "1", "--out", str(tmp_path / "f.json"),
+        "--variant", 'keepalived-cpu2={"hapx:nodeSize": {"cpus": 2}}', "--variant", 'cpu2={"hapx:nodeSize": {"cpus": 2}}',
+    ])  # fmt: skip
+    assert [n for n, _ in ran] == ["keepalived", "keepalived-cpu2", "hapx", "hapx-cpu2"]
+    assert ran[1][1]["hapx:fencing"] == {"enabled": False} and ran[1][1]["hapx:nodeSize"] == {"cpus": 2}
+
+
+def test_a_variant_of_the_keepalived_pair_is_converted_to_keepalived():
+    assert [failover.variant_base(p) for p in ("keepalived", "keepalived-cpu2", "hapx", "hapx-fast", "reference")] == [
+        "keepalived", "keepalived", "hapx", "hapx", "reference"
+    ]
