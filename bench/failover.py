@@ -295,12 +295,17 @@ def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
     settle(lab, record)
     (holder,) = lab.vip_holders()
     record.update(faultNode=holder)
-    # The kill's login before the probe: most of a second of the holder's emulated CPU. In the lead-in, on a holder
-    # the probe loads, it came with a keepalived pair's check timing out and its VIP leaving before the kill (3 of 3
-    # runs, docs/benchmarks.md).
+    # The holder's clock, so the window can start at the kill on the holder rather than at the mark (the SSH line
+    # reaches the holder's shell 0.03-0.4 s after it, later on the busier node). Measured before the probe, as the
+    # kill's login: most of a second of the holder's emulated CPU each. In the lead-in, on a holder the probe loads,
+    # that login came with a keepalived pair's check timing out and its VIP leaving before the kill (3 of 3 runs,
+    # docs/benchmarks.md).
+    before = clock_offset(lab, holder)
     with lab.primed_haproxy_kill(holder) as fire, armed_probe(lab, record) as probe:
-        fire(probe.fault)
+        killed_at = fire(probe.fault)
         record["probe"] = probe.finish(PROBE_WAIT_S)
+    after = clock_offset(lab, holder)
+    record.update(kill_window_start(record["probe"], killed_at, before, after))
     # Back to a whole pair for the next run: Pacemaker forgets the failure,
     # keepalived's pair needs haproxy started again if systemd did not.
     if pair is PACEMAKER:
@@ -311,6 +316,28 @@ def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
     if not wait_for(lambda: pair.whole(lab), 300, interval_s=5):
         raise RuntimeError("haproxy did not come back")
     check_the_fault_hit_the_holder(lab, record, "kill-haproxy")
+
+
+def kill_window_start(report: dict, killed_at_guest: float, before: ClockOffset, after: ClockOffset | None) -> dict:
+    """Where a kill-haproxy window starts, from the probe's report (times relative to the mark) and the kill's
+    instant on the node's clock: `killLandedS` (the kill, host clock, from the mark), `windowStartS` (the earliest
+    instant the kill can have been, given the clocks' uncertainty, never before the mark) and `windowStartNote`.
+    The window stays at the mark (windowStartS 0) when a request failed after the mark and before that start (not
+    the kill's doing), or when the first failure came too soon after the mark for that start (the clocks disagree
+    with the probe): never a window shorter than the probe saw from the kill."""
+    uncertainty = combined_uncertainty(before, after)
+    landed = before.to_host(killed_at_guest) - report["faultAt"]
+    start = max(0.0, landed - uncertainty)
+    figures = {"killLandedS": round(landed, 3), "killLandedUncertaintyS": round(uncertainty, 4)}
+    failed_before_start = [seg for seg in report.get("timeline") or () if not seg[2] and 0 <= seg[1] < start]
+    first_failure, recovered = report.get("firstFailureAfterFaultS"), report.get("unavailableS")
+    if failed_before_start:
+        return {**figures, "windowStartS": 0.0, "windowStartNote": "a request failed after the mark, before the kill"}
+    if (first_failure is not None and start > first_failure + PROBE_TIMEOUT_MS / 1000) or (
+        recovered is not None and start > recovered
+    ):
+        return {**figures, "windowStartS": 0.0, "windowStartNote": "the kill's time is after the first failure ended"}
+    return {**figures, "windowStartS": round(start, 3), "windowStartNote": None}
 
 
 def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:

@@ -26,14 +26,15 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # Versions whose runs read the same as this one's (3 only added
 # translationCacheFlushes to the idle soak's scenario figures; 4 the
 # rolling-replace scenario and its figures; 5 the scale scenario, its
 # figures, and a profile's `skipped` scenarios; 6 the scale scenario's
 # stepsS and translationCacheFlushes, and failureJournals; 7
-# faultMissedHolder).
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7)
+# faultMissedHolder; 8 kill-haproxy's window from the kill, its
+# killLandedS, windowStartS and unavailableFromMarkS).
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -52,7 +53,7 @@ RUN_FIELDS: dict[str, str] = {
     "failuresBeforeFault": "requests that failed before the fault (never part of the window)",
     "failuresBeforeFaultAtS": "when each of those began, from the fault (first 200)",
     "firstFailureAfterFaultS": "start of the first request that failed after the fault, from the fault",
-    "unavailableS": "the window: from the fault to the start of the recovering request (end of the outage); null when not recovered",
+    "unavailableS": "the window: from the fault to the start of the recovering request (end of the outage); null when not recovered; kill-haproxy: from the kill (scenario.windowStartS after the mark)",
     "recoveryConfirmed": "the probe saw --confirm-s of answers after the recovering request",
     "unavailableAtLeastS": "a lower bound for the window when recovery was not confirmed",
     "failuresAfterFault": "requests that failed after the fault, including those after recovery",
@@ -83,6 +84,7 @@ SCENARIO_FIELDS = (
     "maxVipHolders", "dualHolderS", "cutNodeRebooted", "vipMoves", "holderSamples", "fencingHistoryLines",
     "failCounts", "backendNow", "settle", "translationCacheFlushes", "memoryMb", "stepsS", "replaceS", "replacedNodes",
     "viaChanges", "scaleUpS", "scaleDownAtS", "scaleDownS", "nodesAfterScaleUp", "failureJournals", "faultMissedHolder",
+    "killLandedS", "killLandedUncertaintyS", "windowStartS", "windowStartNote", "unavailableFromMarkS",
 )  # fmt: skip
 
 
@@ -112,6 +114,10 @@ def run_row(run: int, record: dict, error: str | None = None) -> dict:
         phasesError=record.get("phasesError"),
         scenario={k: record[k] for k in SCENARIO_FIELDS if k in record},
     )
+    # kill-haproxy: the window from the kill on the node, not from the mark the line to it left at.
+    if record.get("windowStartS") and row["unavailableS"]:
+        row["scenario"]["unavailableFromMarkS"] = row["unavailableS"]
+        row["unavailableS"] = round(row["unavailableS"] - record["windowStartS"], 3)
     return row
 
 

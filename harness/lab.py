@@ -44,15 +44,21 @@ from tools.qemu_fence_host import FenceError, Qmp
 # "Primed" needs the unit to have a process: read, not `[ -s ]`, because a
 # cgroup file, like any file the kernel writes on read, has size 0 (a CI run
 # found that `-s` never primed).
+# The kill prints the node's clock read the instant before its first kill
+# (bash's $EPOCHREALTIME: no program starts between the two): the line
+# reaches the node's shell some time after the caller's mark (0.03-0.4 s on
+# a busy emulated node), and a benchmark can start its window at the kill.
 UNIT_HAS_PROCESSES = 'grep -q . "$procs"'
 KILL_UNIT_PROCESSES = (
-    'killed=0; for pid in $(cat "$procs"); do kill -KILL "$pid" 2>/dev/null && killed=$((killed + 1)); done;'
-    ' [ "$killed" -gt 0 ]'
+    'killed=0; pids=$(cat "$procs"); at=$EPOCHREALTIME;'
+    ' for pid in $pids; do kill -KILL "$pid" 2>/dev/null && killed=$((killed + 1)); done;'
+    ' echo "killed-at $at"; [ "$killed" -gt 0 ]'
 )
-PRIMED_HAPROXY_KILL = "sudo sh -c " + shlex.quote(
+PRIMED_HAPROXY_KILL = "sudo bash -c " + shlex.quote(
     "procs=/sys/fs/cgroup$(systemctl show -p ControlGroup --value haproxy.service)/cgroup.procs"
     f" && {UNIT_HAS_PROCESSES} && echo primed && read _ && {KILL_UNIT_PROCESSES}"
 )
+KILLED_AT = re.compile(r"^killed-at (\d+(?:[.,]\d+)?)$", re.MULTILINE)
 
 
 def planned_actions(crm_simulate_output: str) -> list[str]:
@@ -225,33 +231,39 @@ class LabStack:
 
     def kill_haproxy(self, node: str, mark: Callable[[], object] = lambda: None) -> None:
         """SIGKILL haproxy (every process of its unit) on the node; `mark` is
-        called the instant before the kill (a probe's fault())."""
+        called the instant before the kill is sent (a probe's fault())."""
         with self.primed_haproxy_kill(node) as fire:
             fire(mark)
 
     @contextmanager
-    def primed_haproxy_kill(self, node: str) -> Iterator[Callable[[Callable[[], object]], None]]:
+    def primed_haproxy_kill(self, node: str) -> Iterator[Callable[[Callable[[], object]], float]]:
         """A root shell on the node, logged in and waiting to SIGKILL haproxy;
-        yields `fire(mark)`, which calls `mark` the instant before the kill and
-        returns once it is done. The login (most of a second of an emulated
-        CPU) happens here, so a benchmark primes before its probe starts and
-        the node's CPU is not busy with it when the probe's lead-in begins.
-        The unit's processes are read when it fires, not when primed."""
+        yields `fire(mark)`, which calls `mark` the instant before it sends the
+        kill, and returns once it is done, with the node's clock (seconds since
+        the epoch) the instant before its first kill. The login (most of a
+        second of an emulated CPU) happens here, so a benchmark primes before
+        its probe starts and the node's CPU is not busy with it when the
+        probe's lead-in begins. The unit's processes are read when it fires,
+        not when primed."""
         proc = subprocess.Popen(
             self.ssh_command(node, PRIMED_HAPROXY_KILL),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         fired = False
 
-        def fire(mark: Callable[[], object]) -> None:
+        def fire(mark: Callable[[], object]) -> float:
             nonlocal fired
             fired = True
             mark()
             proc.stdin.write("\n")
             proc.stdin.flush()
-            _, err = proc.communicate(timeout=60)
+            out, err = proc.communicate(timeout=60)
             if proc.returncode != 0:
                 raise RuntimeError(f"{node}: killing haproxy failed ({proc.returncode}): {err}")
+            killed_at = KILLED_AT.search(out)
+            if killed_at is None:
+                raise RuntimeError(f"{node}: haproxy was killed but the node did not say when: {out.strip()!r}")
+            return float(killed_at.group(1).replace(",", "."))
 
         try:
             answered = select.select([proc.stdout], [], [], 60)[0]

@@ -17,7 +17,7 @@ from harness.lab import KILL_UNIT_PROCESSES, UNIT_HAS_PROCESSES, LabStack
 
 
 def _kill(procs_file) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", f"procs={procs_file}; {KILL_UNIT_PROCESSES}"], capture_output=True, text=True, timeout=30)
+    return subprocess.run(["bash", "-c", f"procs={procs_file}; {KILL_UNIT_PROCESSES}"], capture_output=True, text=True, timeout=30)
 
 
 def test_a_process_gone_before_the_kill_does_not_fail_it(tmp_path):
@@ -64,7 +64,7 @@ class _LocalKillLab(LabStack):
     procs_file: Path
 
     def ssh_command(self, node, command, options=()):
-        return ["sh", "-c", f"procs={self.procs_file} && {UNIT_HAS_PROCESSES} && echo primed && read _ && {KILL_UNIT_PROCESSES}"]
+        return ["bash", "-c", f"procs={self.procs_file} && {UNIT_HAS_PROCESSES} && echo primed && read _ && {KILL_UNIT_PROCESSES}"]
 
 
 def _local_kill_lab(procs_file: Path) -> _LocalKillLab:
@@ -82,9 +82,12 @@ def test_a_primed_kill_kills_only_when_fired_and_after_the_mark(tmp_path):
         with _local_kill_lab(procs).primed_haproxy_kill("hapx-node01") as fire:
             time.sleep(0.3)  # primed, not fired: the process lives
             assert haproxy.poll() is None
-            fire(lambda: seen_at_mark.append(haproxy.poll()))
-        assert seen_at_mark == [None]  # alive at the mark
+            killed_at = fire(lambda: seen_at_mark.append((haproxy.poll(), time.time())))
+            returned_at = time.time()
+        assert seen_at_mark[0][0] is None  # alive at the mark
         assert haproxy.wait(timeout=10) == -9
+        # The "node's" clock at the kill (this host's here): after the mark, before fire returned.
+        assert seen_at_mark[0][1] <= killed_at <= returned_at
     finally:
         if haproxy.poll() is None:
             haproxy.kill()
