@@ -154,6 +154,22 @@ def test_clients_learn_the_vips_new_mac_before_start_returns(segment, tmp_path):
     assert seen and not pidfile.exists(), "no detached send_arp ran to its end for the later ARPs"
 
 
+def test_a_send_arp_that_never_returns_does_not_hang_the_start(segment, tmp_path):
+    # Debian's send_arp can wait forever for a timer signal that came before
+    # its wait began (a process preempted in between, on a busy emulated
+    # node): start must return, with the address on, long before
+    # Pacemaker's 20 s timeout fails the VIP on the node.
+    stuck_send_arp = tmp_path / "send_arp"
+    stuck_send_arp.write_text("#!/bin/sh\nexec sleep 60\n")
+    stuck_send_arp.chmod(0o755)
+    started = time.monotonic()
+    result = agent(segment, "start", send_arp=stuck_send_arp, arp_count="1")
+    took = time.monotonic() - started
+    assert result.returncode == OCF_SUCCESS, result.stderr
+    assert f"inet {VIP}/{PREFIX} " in node_addresses(segment)
+    assert took < 2, f"start took {took:.1f} s behind a send_arp that never returns"
+
+
 def test_validate_names_what_is_wrong(segment):
     for params, expected in (
         ({"nic": "nope0"}, "no such interface"),
