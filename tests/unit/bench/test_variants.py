@@ -78,7 +78,7 @@ def test_a_keepalived_variant_is_the_keepalived_pair_with_its_overrides_run_afte
     assert ran[1][1]["hapx:fencing"] == {"enabled": False} and ran[1][1]["hapx:nodeSize"] == {"cpus": 2}
 
 
-def test_a_variant_of_the_keepalived_pair_is_converted_to_keepalived():
+def test_each_profile_names_the_pair_it_is_built_as():
     assert [failover.variant_base(p) for p in ("keepalived", "keepalived-cpu2", "hapx", "hapx-fast", "reference")] == [
         "keepalived", "keepalived", "hapx", "hapx", "reference"
     ]
