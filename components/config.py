@@ -182,7 +182,10 @@ class HaproxyConfig(_Model):
 
 
 class CorosyncConfig(_Model):
-    token_ms: Int(200, 60000, "milliseconds") = F(1000, "How long a silent node has before it is declared lost.")
+    # 500 ms: a dead node is declared lost 0.75 s after its last token (with the
+    # two-node consensus of half that); on the lab's emulated nodes it held
+    # through the soak, link cuts and benchmark load (docs/benchmarks.md).
+    token_ms: Int(200, 60000, "milliseconds") = F(500, "How long a silent node has before it is declared lost.")
     consensus_ms: Optional[Int(100, 72000, "milliseconds")] = F(
         None, "Time to agree on a new membership.", "two nodes: ½ × `tokenMs`; three or more: 1.2 × `tokenMs`"
     )
@@ -197,23 +200,33 @@ class PacemakerConfig(_Model):
     # Pacemaker 2.1's controller sleeps a whole second when the CIB copy it
     # asked for comes back while its own CIB writes are still in flight, as
     # after a lost node they often are; waiting this long first lets them
-    # land. On the lab they landed 0.10-0.21 s after the wait began; 500 ms
-    # leaves room for a machine twice as slow (docs/architecture.md).
+    # land. On the lab they landed 0.10-0.21 s after the wait began; 300 ms
+    # leaves room for a machine 1.4 times as slow, and a slower one pays the
+    # controller's second once per failover, no more (docs/architecture.md).
     transition_delay_ms: Int(0, 10000, "milliseconds") = F(
-        500, "`transition-delay`: how long the cluster waits before it computes a transition; `0`: at once."
+        300, "`transition-delay`: how long the cluster waits before it computes a transition; `0`: at once."
     )
     haproxy_on_all_nodes: Bool = F(True, "haproxy runs on every node (a clone); `false`: one haproxy moves with the VIP.")
     haproxy_restart: HaproxyRestart = F(HaproxyRestart.SYSTEMD, "Who restarts a crashed haproxy.")
     vip_agent: VipAgent = F(VipAgent.HAPX, "Resource agent of the VIP: `hapx` (lean, starts at once) or `IPaddr2`.")
     # When the VIP holder dies and it was also the DC, the survivor first
-    # elects itself before it computes the failover (about half a second under TCG,
-    # milliseconds on hardware). Off by default: a node that comes back takes
-    # the VIP over, so a node that keeps crashing would take it every time
-    # (docs/architecture.md).
-    vip_avoids_dc: Bool = F(
-        False,
+    # elects itself, reads the cluster's configuration and rejoins itself
+    # before it computes the failover: 1.2-2.4 s more under TCG (measured,
+    # docs/benchmarks.md). With the rule, the holder is another node, so the
+    # survivor is the DC already. The price: a node that comes back takes the
+    # VIP over (a planned handover, a migrate) once it has stayed a member for
+    # vipHandoverAfterS, so a node that keeps crashing sooner never takes it.
+    vip_avoids_dc: Optional[Bool] = F(
+        None,
         "The VIP prefers a node that is not Pacemaker's DC, so a dead holder costs no DC election; a node that comes"
-        " back takes the VIP over (a planned handover). Needs `vipAgent: hapx` and `haproxyOnAllNodes`.",
+        " back takes the VIP over (a planned handover) once it has been a member for `vipHandoverAfterS`."
+        " Needs `vipAgent: hapx` and `haproxyOnAllNodes`.",
+        "`true` when `vipAgent` is `hapx` and `haproxyOnAllNodes` is `true`",
+    )
+    vip_handover_after_s: Int(0, 86400, "seconds") = F(
+        60,
+        "With `vipAvoidsDc`: how long a node must have been a cluster member before the VIP is handed to it;"
+        " a node that leaves sooner never takes the VIP over.",
     )
 
 
@@ -359,11 +372,15 @@ class HapxConfig(_Model):
         # there; otherwise it would be a stop and a start, an outage the operator did not ask for.
         hands_over = pm.vip_agent is VipAgent.HAPX and pm.haproxy_on_all_nodes
         problem = "is true, but the VIP cannot be handed over to a node that comes back (it would be stopped and started)"
-        _require(not pm.vip_avoids_dc or hands_over, "pacemaker.vipAvoidsDc", problem, "set vipAgent hapx and haproxyOnAllNodes true, or set it false")
+        _require(pm.vip_avoids_dc is not True or hands_over, "pacemaker.vipAvoidsDc", problem, "set vipAgent hapx and haproxyOnAllNodes true, or set it false")
         # The rule's bonus outweighs stickiness by one, which INFINITY cannot.
         problem = f"{pm.stickiness} leaves no room for the VIP's DC rule (stickiness + 1 must stay below 1000000)"
-        _require(not pm.vip_avoids_dc or pm.stickiness < 999999, "pacemaker.stickiness", problem, "lower it, or set pacemaker.vipAvoidsDc false")
-        return self.model_copy(update=dict(virtualbox=vbox, qemu=qemu, corosync=corosync, fencing=fencing))
+        fix = "lower it, or set pacemaker.vipAvoidsDc false"
+        _require(pm.vip_avoids_dc is not True or pm.stickiness < 999999, "pacemaker.stickiness", problem, fix)
+        # Unset: on wherever a handover is possible and the rule fits.
+        avoids_dc = hands_over and pm.stickiness < 999999 if pm.vip_avoids_dc is None else pm.vip_avoids_dc
+        pm = pm.model_copy(update={"vip_avoids_dc": avoids_dc})
+        return self.model_copy(update=dict(virtualbox=vbox, qemu=qemu, corosync=corosync, fencing=fencing, pacemaker=pm))
 
 
     _services: tuple[ServiceConfig, ...] = PrivateAttr(())

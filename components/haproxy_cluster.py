@@ -117,6 +117,9 @@ class HaproxyCluster(pulumi.ComponentResource):
                 crm_ids=crm_ids(fencing, self._cfg.pacemaker.vip_avoids_dc),
                 node_instance_ids=[vm.instance_id for vm in self.node_vms],
                 nodes_configured=nodes_configured,
+                vip_handover_after_s=(
+                    self._cfg.pacemaker.vip_handover_after_s if self._cfg.pacemaker.vip_avoids_dc else None
+                ),
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -275,7 +278,7 @@ class HaproxyCluster(pulumi.ComponentResource):
         stats_env = pulumi.Output.secret(
             self.secrets.stats_password.apply(lambda pw: render_stats_env(self._cfg.haproxy.stats_user, pw))
         )
-        agents_script = render_agents_install(node_agent_files(fencing))
+        agents_script = render_agents_install(node_agent_files(fencing, self._cfg.pacemaker.vip_handover_after_s))
         # haproxy -c (before haproxy.cfg is installed) reads the certificates: they go first.
         certificates = [
             self._node_step(

@@ -23,7 +23,7 @@ import pulumi
 from pulumi_command import remote
 
 from .fencing import FENCE_HEURISTICS_ID
-from .rendering import ALL_CRM_IDS, HAPROXY_CLONE_ID, VIP_ID, render_template
+from .rendering import ALL_CRM_IDS, HAPROXY_CLONE_ID, SETTLED_ATTRIBUTE, VIP_ID, render_template
 
 CLUSTER_FORM_TIMEOUT_S = 600
 VIP_PLACE_TIMEOUT_S = 180
@@ -43,6 +43,20 @@ def apply_script(ids: Sequence[str], offline: bool = False) -> str:
     )
 
 
+def render_wait_vip(vip_handover_after_s: Optional[int]) -> str:
+    """The check that the VIP is placed (and, with the VIP's rule against the DC, handed over to a settled node)."""
+    avoids_dc = vip_handover_after_s is not None
+    return render_template(
+        "pacemaker/wait-vip.sh.j2",
+        vip_id=VIP_ID,
+        haproxy_id=HAPROXY_CLONE_ID,
+        settled_attribute=SETTLED_ATTRIBUTE if avoids_dc else "",
+        handover_after_s=vip_handover_after_s,
+        # The settle count starts when a node joins, at the latest when this wait begins.
+        timeout_s=VIP_PLACE_TIMEOUT_S + (vip_handover_after_s or 0),
+    )
+
+
 @dataclass
 class PacemakerResourceSetArgs:
     # Where crm runs: a node's own connection (any node sees the whole CIB).
@@ -56,6 +70,9 @@ class PacemakerResourceSetArgs:
     # Per-node steps that must be done before the cluster is configured
     # (nodes ready, haproxy.cfg and stats credentials in place).
     nodes_configured: Sequence[pulumi.Resource] = field(default_factory=list)
+    # hapx:pacemaker.vipHandoverAfterS when the VIP's rule against the DC is on (else None): the wait for the VIP
+    # then also waits for the nodes to be settled and the handover done.
+    vip_handover_after_s: Optional[int] = None
 
 
 class PacemakerResourceSet(pulumi.ComponentResource):
@@ -96,9 +113,7 @@ class PacemakerResourceSet(pulumi.ComponentResource):
                 ignore_changes=["triggers"],
             ),
         )
-        wait_vip = render_template(
-            "pacemaker/wait-vip.sh.j2", vip_id=VIP_ID, haproxy_id=HAPROXY_CLONE_ID, timeout_s=VIP_PLACE_TIMEOUT_S
-        )
+        wait_vip = render_wait_vip(args.vip_handover_after_s)
         self.vip_placed = remote.Command(
             f"{name}-vip-placed",
             connection=args.connection,

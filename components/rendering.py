@@ -52,6 +52,10 @@ COLOCATION_ID = "hapx-vip-with-haproxy"
 ORDER_ID = "hapx-haproxy-before-vip"
 # With hapx:pacemaker.vipAvoidsDc: the VIP's rule against the DC.
 VIP_AVOIDS_DC_ID = "hapx-vip-avoids-dc"
+# The transient node attribute a node gets once it has been a cluster member
+# for hapx:pacemaker.vipHandoverAfterS (templates/node/hapx-mark-settled); the
+# rule's bonus goes only to nodes that have it.
+SETTLED_ATTRIBUTE = "hapx-settled"
 # Constraints first: the remove script deletes in this order.
 CRM_IDS = (ORDER_ID, COLOCATION_ID, VIP_ID, HAPROXY_CLONE_ID, HAPROXY_ID)
 # Everything hapx may have put in the CIB; an apply removes what the current
@@ -254,6 +258,8 @@ def render_cluster_files(cfg: HapxConfig, stack: str, fencing: Optional[FencePla
         vip_avoids_dc_id=VIP_AVOIDS_DC_ID,
         # One more than stickiness: a node that comes back wins the VIP from the DC it runs on.
         vip_avoids_dc_score=pm.stickiness + 1,
+        settled_attribute=SETTLED_ATTRIBUTE,
+        vip_handover_after_s=pm.vip_handover_after_s,
     )
     return ClusterFiles(corosync_conf=corosync_conf, haproxy_cfg=haproxy_cfg, crm_script=crm_script)
 
@@ -277,10 +283,15 @@ USER_SLICE_CPU_DROP_IN = "/etc/systemd/system/user.slice.d/hapx-cpu.conf"
 # Address-space randomisation off, only where the node runs under pure emulation (the unit's comment says why).
 # A unit hapx ships, not the admin's: under /usr/local, so `systemctl mask` in /etc can override it.
 EMULATED_NO_ASLR_UNIT = "/usr/local/lib/systemd/system/hapx-emulated-no-aslr.service"
+# Marks a node settled (SETTLED_ATTRIBUTE) once it has been a member for hapx:pacemaker.vipHandoverAfterS.
+MARK_SETTLED_PATH = "/usr/local/sbin/hapx-mark-settled"
+SETTLED_UNIT = "/usr/local/lib/systemd/system/hapx-settled.service"
 
 
-def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
-    """The resource and fence agents hapx installs on every node, its systemd drop-ins and units."""
+def node_agent_files(fencing: Optional[FencePlan], vip_handover_after_s: int) -> tuple[NodeAgentFile, ...]:
+    """The resource and fence agents hapx installs on every node, its systemd drop-ins and units. The unit that
+    marks a node settled is installed whether the VIP's DC rule uses the mark or not: it costs nothing once the
+    mark is set, and turning the rule on needs no new unit."""
     files = [
         NodeAgentFile(OCF_HAPROXY_PATH, (TEMPLATE_DIR / "node" / "ocf-haproxy").read_text()),
         NodeAgentFile(OCF_VIP_PATH, (TEMPLATE_DIR / "node" / "ocf-vip").read_text()),
@@ -289,6 +300,13 @@ def node_agent_files(fencing: Optional[FencePlan]) -> tuple[NodeAgentFile, ...]:
         NodeAgentFile(
             EMULATED_NO_ASLR_UNIT,
             (TEMPLATE_DIR / "node" / "systemd" / "hapx-emulated-no-aslr.service").read_text(),
+            "0644",
+            starts_unit=True,
+        ),
+        NodeAgentFile(MARK_SETTLED_PATH, (TEMPLATE_DIR / "node" / "hapx-mark-settled").read_text()),
+        NodeAgentFile(
+            SETTLED_UNIT,
+            render_template("node/systemd/hapx-settled.service.j2", settle_s=vip_handover_after_s),
             "0644",
             starts_unit=True,
         ),

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from components.drivers.qemu.lab import tap_name
-from components.rendering import HEALTH_PATH
+from components.rendering import HEALTH_PATH, SETTLED_ATTRIBUTE, VIP_AVOIDS_DC_ID
 from harness.paths import PYTHON, REPO, stack_config
 from harness.probe import ProbeProcess
 from harness.workspace import PulumiWorkspace
@@ -68,6 +68,16 @@ def planned_actions(crm_simulate_output: str) -> list[str]:
         raise ValueError("crm_simulate printed no transition summary")
     summary = crm_simulate_output.split("Transition Summary:", 1)[1].split("Executing Cluster Transition:", 1)[0]
     return [line.strip() for line in summary.splitlines() if line.strip().startswith("*")]
+
+
+# Printed by scheduler_idle's node command when the CIB has the VIP's rule against the DC.
+RULE_MARK = "hapx-vip-avoids-dc-rule"
+
+
+def settled_nodes(attrd_output: str) -> set[str]:
+    """The nodes `attrd_updater --query --all` lists with the settled attribute set to 1."""
+    found = re.findall(rf'name="{SETTLED_ATTRIBUTE}" host="([^"]+)" value="1"', attrd_output)
+    return set(found)
 
 
 def haproxy_serving_check(stats_port: int, timeout_s: int = 2) -> str:
@@ -198,14 +208,23 @@ class LabStack:
             return False
 
     def scheduler_idle(self, node: str) -> bool:
-        """The scheduler, run on a copy of the live CIB, plans no action: in particular no VIP handover to a node
-        that came back (hapx:pacemaker.vipAvoidsDc) is still to come. Read-only (crm_simulate never writes the
-        live CIB)."""
-        out = self.ssh(node, "sudo crm_simulate --live-check --simulate 2>/dev/null", timeout=60)
+        """The scheduler, run on a copy of the live CIB, plans no action, and none is still to come: in particular
+        no VIP handover to a node that came back (hapx:pacemaker.vipAvoidsDc), planned now or once that node is
+        settled (every node must carry the settled attribute while the CIB has the rule). Read-only (crm_simulate
+        never writes the live CIB)."""
+        rule = f"//rsc_location[@id='{VIP_AVOIDS_DC_ID}']"
+        out = self.ssh(
+            node,
+            "sudo crm_simulate --live-check --simulate 2>/dev/null; "
+            f"if sudo cibadmin --query --xpath {shlex.quote(rule)} >/dev/null 2>&1; then "
+            f"echo {RULE_MARK}; sudo attrd_updater --query --all --name {SETTLED_ATTRIBUTE} 2>/dev/null; fi",
+            timeout=60,
+        )
         try:
-            return out.returncode == 0 and planned_actions(out.stdout) == []
+            idle = out.returncode == 0 and planned_actions(out.stdout) == []
         except ValueError:  # no summary: not known to be idle
             return False
+        return idle and (RULE_MARK not in out.stdout or set(self.nodes) <= settled_nodes(out.stdout))
 
     def tap(self, node: str) -> str:
         """The node's cluster NIC on the host."""

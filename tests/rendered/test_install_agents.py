@@ -44,29 +44,35 @@ def install(node: dict, files: tuple[NodeAgentFile, ...]) -> tuple[subprocess.Co
     return result, node["log"].read_text().splitlines()
 
 
-def test_files_are_installed_once_and_the_unit_is_enabled_started_and_restarted_on_change(node):
-    files = node_agent_files(None)
-    unit = EMULATED_NO_ASLR_UNIT.rsplit("/", 1)[-1]
+def test_files_are_installed_once_and_the_units_are_enabled_started_and_restarted_on_change(node):
+    files = node_agent_files(None, 60)
+    units = [f.unit for f in files if f.unit]
+    assert units == ["hapx-emulated-no-aslr.service", "hapx-settled.service"]
     first, calls = install(node, files)
     for f in files:
         placed = node["root"] / f.path.lstrip("/")
         assert placed.read_text() == f.content and oct(placed.stat().st_mode & 0o777) == oct(int(f.mode, 8)), f.path
-    assert calls == ["systemctl daemon-reload", f"systemctl enable --quiet {unit}", f"systemctl restart {unit}"]
+    assert calls == ["systemctl daemon-reload"] + [c for u in units for c in (f"systemctl enable --quiet {u}", f"systemctl restart {u}")]
 
     again, calls = install(node, files)
     assert "installed" not in again.stdout
-    assert calls == [f"systemctl enable --quiet {unit}", f"systemctl start {unit}"]
+    assert calls == [c for u in units for c in (f"systemctl enable --quiet {u}", f"systemctl start {u}")]
 
     changed = tuple(
         NodeAgentFile(f.path, f.content + "# changed\n", f.mode, f.starts_unit) if f.path == EMULATED_NO_ASLR_UNIT else f
         for f in files
     )
     _, calls = install(node, changed)
-    assert calls == ["systemctl daemon-reload", f"systemctl enable --quiet {unit}", f"systemctl restart {unit}"]
+    no_aslr, settled = units
+    assert calls == [
+        "systemctl daemon-reload",
+        f"systemctl enable --quiet {no_aslr}", f"systemctl restart {no_aslr}",
+        f"systemctl enable --quiet {settled}", f"systemctl start {settled}",
+    ]  # fmt: skip
 
 
 def test_a_changed_drop_in_reloads_systemd_without_restarting_anything(node):
-    files = node_agent_files(None)
+    files = node_agent_files(None, 60)
     install(node, files)
     changed = tuple(
         NodeAgentFile(f.path, f.content + "# changed\n", f.mode, f.starts_unit) if f.path.endswith("haproxy.service.d/hapx-cpu.conf") else f
@@ -77,7 +83,7 @@ def test_a_changed_drop_in_reloads_systemd_without_restarting_anything(node):
 
 
 def test_a_unit_the_admin_masked_is_left_alone(node):
-    files = node_agent_files(None)
+    files = node_agent_files(None, 60)
     install(node, files)
     (node["tmp"] / "masked").touch()
     again, calls = install(node, files)
@@ -86,7 +92,7 @@ def test_a_unit_the_admin_masked_is_left_alone(node):
 
 def test_the_no_aslr_unit_is_valid_and_runs_only_under_pure_emulation(tmp_path):
     require_tool("systemd-analyze")
-    (unit,) = [f for f in node_agent_files(None) if f.path == EMULATED_NO_ASLR_UNIT]
+    (unit,) = [f for f in node_agent_files(None, 60) if f.path == EMULATED_NO_ASLR_UNIT]
     path = tmp_path / Path(unit.path).name
     path.write_text(unit.content)
     verify = run(["systemd-analyze", "verify", str(path)])

@@ -11,7 +11,7 @@ import pytest
 
 from components.pacemaker_resource_set import apply_script
 from components.fencing import FENCE_DEVICE_ID, FENCE_HEURISTICS_ID
-from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, VIP_AVOIDS_DC_ID, VIP_ID, crm_ids
+from components.rendering import CRM_IDS, HAPROXY_CLONE_ID, HAPROXY_ID, SETTLED_ATTRIBUTE, VIP_AVOIDS_DC_ID, VIP_ID, crm_ids
 from harness.lab import planned_actions
 from tests.conftest import cluster_files, fence_plan
 
@@ -227,11 +227,28 @@ def _set_dc(cib: Path, node: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _set_settled(cib: Path, node: str) -> None:
+    """Give `node` the settled attribute in a CIB file's status, as hapx-mark-settled does on a node through attrd."""
+    xml = (
+        f'<node_state id="{node}"><transient_attributes id="{node}"><instance_attributes id="status-{node}">'
+        f'<nvpair id="status-{node}-{SETTLED_ATTRIBUTE}" name="{SETTLED_ATTRIBUTE}" value="1"/>'
+        "</instance_attributes></transient_attributes></node_state>"
+    )
+    env = {**os.environ, "CIB_file": str(cib)}
+    result = run([require_tool("cibadmin"), "--modify", "--scope", "status", "--xml-text", xml], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _transition(output: str) -> str:
+    return output.split("Executing Cluster Transition:", 1)[1].split("Revised Cluster Status:", 1)[0]
+
+
 @pytest.mark.parametrize("avoids_dc", [True, False], ids=["avoids-dc", "turned-off"])
 def test_the_vip_holder_is_not_the_dc_so_its_death_costs_no_election(avoids_dc, empty_cib, tmp_path, fake_sudo):
-    """hapx:pacemaker.vipAvoidsDc: with both nodes up the VIP runs on the node that is not the DC; when that node
-    dies the DC (the survivor) takes the VIP after fencing it; when it comes back the VIP is handed back to it
-    (migrate_to/migrate_from, never a stop and a start). Turned off, the VIP stays where it is."""
+    """hapx:pacemaker.vipAvoidsDc: with both nodes up the VIP goes to the node that is not the DC once that node is
+    settled (a member for vipHandoverAfterS), and not before; when that node dies the DC (the survivor) takes the
+    VIP after fencing it; when it comes back the VIP stays with the DC until the node is settled again, then is
+    handed over (migrate_to/migrate_from, never a stop and a start). Turned off, the VIP stays where it is."""
     script, ids = _lab_crm(pacemaker={"vipAvoidsDc": avoids_dc})
     assert (VIP_AVOIDS_DC_ID in ids) is avoids_dc
     env = {**fake_sudo, "CIB_file": str(empty_cib)}
@@ -244,6 +261,10 @@ def test_the_vip_holder_is_not_the_dc_so_its_death_costs_no_election(avoids_dc, 
     dc = _started_on(_simulate(empty_cib, *sum((["--node-up", n] for n in NODES), []), "-S", "-O", str(up)), VIP_ID)
     (other,) = [n for n in NODES if n != dc]
     _set_dc(up, dc)
+    # Nobody settled yet: nothing moves.
+    assert planned_actions(_simulate(up, "-S")) == []
+    for node in NODES:
+        _set_settled(up, node)
     planned = _simulate(up, "-S", "-O", str(settled))
     holder = _started_on(planned, VIP_ID)
     assert holder == (other if avoids_dc else dc)
@@ -254,12 +275,20 @@ def test_the_vip_holder_is_not_the_dc_so_its_death_costs_no_election(avoids_dc, 
         return
     out = _simulate(settled, "--node-fail", other, "-S", "-O", str(failed))
     assert _started_on(out, VIP_ID) == dc, "the lone DC must still take the VIP (the rule is a preference, not a ban)"
+    # Pacemaker drops a node's transient attributes when it leaves (and crm_simulate's fencing did): back, it has none.
+    assert f'id="status-{other}-{SETTLED_ATTRIBUTE}"' not in failed.read_text()
     out = _simulate(failed, "--node-up", other, "-S")
-    transition = out.split("Executing Cluster Transition:", 1)[1].split("Revised Cluster Status:", 1)[0]
+    # The scheduler's plan, not the simulated status after it: crm_simulate fakes the probes' results, and some
+    # runs fake the VIP's probe on the returning node as "running".
+    assert [a for a in planned_actions(out) if VIP_ID in a] == [], "a node that just came back must not take the VIP"
+    assert not re.search(rf"{re.escape(VIP_ID)}\s+(migrate_to|stop|start) ", _transition(out)), _transition(out)
+    _set_settled(failed, other)  # then settled again (the file keeps it when the node comes up)
+    out = _simulate(failed, "--node-up", other, "-S")
+    transition = _transition(out)
     assert re.search(rf"{re.escape(VIP_ID)}\s+migrate_to on {dc}", transition), transition
     assert re.search(rf"{re.escape(VIP_ID)}\s+migrate_from on {other}", transition), transition
     assert not re.search(rf"Resource action: +{re.escape(VIP_ID)}\s+start on", transition), transition
-    assert _started_on(out, VIP_ID) == other
+    assert [a.split() for a in planned_actions(out) if VIP_ID in a] == [["*", "Migrate", VIP_ID, "(", dc, "->", other, ")"]]
 
 
 def test_turning_the_dc_rule_off_removes_it(empty_cib, fake_sudo):

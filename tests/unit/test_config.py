@@ -189,10 +189,21 @@ def test_three_nodes_may_not_set_a_consensus_below_1_2_token(dev_raw):
     assert "below tokenMs" not in message  # that way out is only for two nodes
 
 
-def test_the_vip_avoids_the_dc_only_when_asked(dev_raw):
-    assert parse_config(dev_raw).pacemaker.vip_avoids_dc is False
-    dev_raw["hapx:pacemaker"] = {"vipAvoidsDc": True}
+def test_the_vip_avoids_the_dc_wherever_it_can_be_handed_over(dev_raw):
+    """Unset, the rule is on when a node that comes back can take the VIP by a handover (hapx's agent, haproxy on
+    every node), off otherwise; asked for where it cannot hand over, the error names the key and the fix."""
     assert parse_config(dev_raw).pacemaker.vip_avoids_dc is True
+    assert parse_config(dev_raw).pacemaker.vip_handover_after_s == 60
+    for blocker in ({"vipAgent": "IPaddr2"}, {"haproxyOnAllNodes": False}, {"stickiness": 999999}):
+        dev_raw["hapx:pacemaker"] = dict(blocker)
+        assert parse_config(dev_raw).pacemaker.vip_avoids_dc is False, blocker
+        dev_raw["hapx:pacemaker"] = {**blocker, "vipAvoidsDc": True}
+        with pytest.raises(ConfigError) as caught:
+            parse_config(dev_raw)
+        assert caught.value.key in ("hapx:pacemaker.vipAvoidsDc", "hapx:pacemaker.stickiness"), caught.value
+        assert "set pacemaker.vipAvoidsDc false" in str(caught.value) or "or set it false" in str(caught.value)
+    dev_raw["hapx:pacemaker"] = {"vipAvoidsDc": False}
+    assert parse_config(dev_raw).pacemaker.vip_avoids_dc is False
 
 
 def test_consensus_at_least_the_join_timeout(dev_raw):
@@ -295,7 +306,7 @@ def test_engine_text_and_nulls_at_the_top_level(dev_raw):
 def test_defaults_that_follow_other_keys(lab_raw):
     lab = parse_config(lab_raw)
     # The lab's client takes the last host of the cluster network, unless that is taken.
-    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 500)
+    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 250)  # half the 500 ms token
     assert [n.node_id for n in lab.nodes] == [1, 2]
     assert lab.qemu.translation_cache_mb == 2048
     with pytest.raises(ConfigError, match=r"^hapx:qemu.translationCacheMb: .*set it to a size in MiB, from 64 to 16384"):

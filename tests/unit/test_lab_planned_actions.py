@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab import LabStack, planned_actions
+from components.rendering import SETTLED_ATTRIBUTE
+from harness.lab import RULE_MARK, LabStack, planned_actions, settled_nodes
 
 SETTLED = """Current cluster status:
   * Node List:
@@ -86,3 +87,42 @@ def test_a_node_that_refuses_logins_is_not_whole_and_has_no_boot_id():
 
 def test_a_node_that_times_out_has_no_boot_id_and_raises_nothing():
     assert _slow_lab().boot_id("hapx-node01") is None
+
+
+class _Answers(LabStack):
+    """A lab whose node answers scheduler_idle's command with a given output."""
+
+    answer = ""
+
+    def ssh(self, node, command, timeout=60, stdin=None):
+        assert command.startswith("sudo crm_simulate") and SETTLED_ATTRIBUTE in command
+        return subprocess.CompletedProcess([], 0, self.answer, "")
+
+
+def _attrd(*hosts: str) -> str:
+    return "".join(f'name="{SETTLED_ATTRIBUTE}" host="{h}" value="1"\n' for h in hosts)
+
+
+@pytest.mark.parametrize(
+    ("answer", "idle"),
+    [
+        (SETTLED, True),  # no rule against the DC in the CIB: idle when nothing is planned
+        (SETTLED + RULE_MARK + "\n" + _attrd("hapx-node01", "hapx-node02"), True),
+        # The rule, and a node not settled yet: its handover is still to come.
+        (SETTLED + RULE_MARK + "\n" + _attrd("hapx-node01"), False),
+        (SETTLED + RULE_MARK + "\n", False),
+        (HANDOVER + RULE_MARK + "\n" + _attrd("hapx-node01", "hapx-node02"), False),
+    ],
+    ids=["no-rule", "all-settled", "one-settled", "none-settled", "handover-planned"],
+)
+def test_idle_waits_for_every_node_to_be_settled_while_the_rule_is_on(answer, idle):
+    config = {"hapx:vip": "192.168.4.20", "hapx:nodes": [{"name": "hapx-node01"}, {"name": "hapx-node02"}]}
+    lab = _Answers(workspace=None, stack="t", namespace="t", state_dir=Path("/nonexistent"), config=config)
+    lab.answer = answer
+    assert lab.scheduler_idle("hapx-node01") is idle
+
+
+def test_settled_nodes_reads_attrd_updater_output():
+    # The format of `attrd_updater --query --all --name hapx-settled` on the lab's Pacemaker 2.1.5.
+    out = 'name="hapx-settled" host="hapx-node01" value="1"\nname="hapx-settled" host="hapx-node02" value="0"\n'
+    assert settled_nodes(out) == {"hapx-node01"}
