@@ -29,7 +29,10 @@ from .rendering import (
     CLUSTER_METRICS_PATH,
     HAPROXY_CLONE_ID,
     METRICS_PATH,
+    SETTLED_ATTRIBUTE,
     STATS_ENV_PATH,
+    VIP_AVOIDS_DC_ID,
+    VIP_ID,
     cert_path,
     tls_services,
     ClusterFiles,
@@ -327,7 +330,13 @@ class HaproxyCluster(pulumi.ComponentResource):
             f"{prefix}-rejoin",
             vm,
             render_template(
-                "roll/rejoin.sh.j2", node=node.name, haproxy_clone_id=HAPROXY_CLONE_ID, timeout_s=REJOIN_TIMEOUT_S
+                "roll/rejoin.sh.j2",
+                node=node.name,
+                haproxy_clone_id=HAPROXY_CLONE_ID,
+                vip_id=VIP_ID,
+                vip_avoids_dc_id=VIP_AVOIDS_DC_ID,
+                settled_attribute=SETTLED_ATTRIBUTE,
+                timeout_s=REJOIN_TIMEOUT_S,
             ),
             after=steps[1:],
             # Also after every drain, even one the VM did not follow (a

@@ -70,11 +70,15 @@ def test_a_size_change_replaces_one_node_at_a_time_with_the_vip_served(lab_up):
     FIGURES["rollingReplaceFailuresAtS"] = failed
     assert not served["timelineTruncated"], served
     assert max((end - start for start, end in failed), default=0.0) < LONGEST_FAILURE_STRETCH_S, failed
-    # The VIP was handed over by the drain of the node that held it, and only then: from the first node to the
-    # second, then back to the rebuilt first one; or, when the second held it, once to the rebuilt first one.
+    # The VIP was handed over by the drain of the node that held it, and (the VIP's rule against the DC, on by
+    # default) to each rebuilt node once it was settled, as its rejoin waits for: the survivor of its rebuild is
+    # the DC. From the first node to the second (its drain), back to the rebuilt first, then to the rebuilt second;
+    # when the second held it, to the rebuilt first, then to the rebuilt second.
     moves = [address for _, address in served["viaChanges"]]
     addresses = {n["name"]: n["clusterAddress"] for n in lab.config["hapx:nodes"]}
-    expected = [addresses[second], addresses[first]] if holder == first else [addresses[first]]
+    expected = [addresses[first], addresses[second]]
+    if holder == first:
+        expected = [addresses[second], *expected]
     assert moves == expected, (holder, served["viaChanges"])
 
     # The re-run finished the roll in order: the second node was drained only after the first was back.

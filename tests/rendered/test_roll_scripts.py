@@ -14,7 +14,7 @@ import pytest
 from components.config import parse_config
 from components.node_drain import drain_script
 from components.pacemaker_resource_set import apply_script
-from components.rendering import HAPROXY_CLONE_ID, VIP_ID, crm_ids, render_template
+from components.rendering import HAPROXY_CLONE_ID, SETTLED_ATTRIBUTE, VIP_AVOIDS_DC_ID, VIP_ID, crm_ids, render_template
 from harness.paths import stack_config
 from tests.conftest import cluster_files, fence_plan
 
@@ -42,6 +42,11 @@ def cluster(tmp_path) -> dict:
         "sleep": f'{simulate} -x {cib} -S -O {cib} >> {transitions} 2>&1',
         # corosync's view of the votes, as the test writes it (none: corosync does not answer).
         "corosync-quorumtool": f'cat {tmp_path}/quorum 2>/dev/null',
+        # attrd's view of the settled attribute (--query --name N --node X): the CIB file's status, as attrd writes it.
+        "attrd_updater": (
+            'v=$(crm_attribute --node "$5" --name "$3" --lifetime reboot --query --quiet 2>/dev/null) || exit 1\n'
+            'echo "name=\\"$3\\" host=\\"$5\\" value=\\"$v\\""'
+        ),
     }
     path = stand_in_path(bin_dir, fakes)
     cib.write_text(run([require_tool("cibadmin"), "--empty"]).stdout)
@@ -66,6 +71,28 @@ def vip_on(cluster: dict) -> str:
 
 def haproxy_on(cluster: dict) -> set[str]:
     return set(re.findall(r"is running on: (\S+)", sh(cluster, f"crm_resource --resource {HAPROXY_CLONE_ID} --locate").stdout))
+
+
+def rejoin_script(timeout_s: int) -> str:
+    return render_template(
+        "roll/rejoin.sh.j2",
+        node=NODE,
+        haproxy_clone_id=HAPROXY_CLONE_ID,
+        vip_id=VIP_ID,
+        vip_avoids_dc_id=VIP_AVOIDS_DC_ID,
+        settled_attribute=SETTLED_ATTRIBUTE,
+        timeout_s=timeout_s,
+    )
+
+
+def settle(cluster: dict, node: str) -> None:
+    """What hapx-mark-settled does on a node (through attrd, which writes the node's status in the CIB)."""
+    xml = (
+        f'<node_state id="{node}"><transient_attributes id="{node}"><instance_attributes id="status-{node}">'
+        f'<nvpair id="status-{node}-{SETTLED_ATTRIBUTE}" name="{SETTLED_ATTRIBUTE}" value="1"/>'
+        "</instance_attributes></transient_attributes></node_state>"
+    )
+    assert sh(cluster, f"cibadmin --modify --scope status --xml-text '{xml}'").returncode == 0
 
 
 def standby(cluster: dict, node: str) -> str:
@@ -132,25 +159,37 @@ def test_a_node_without_pacemaker_has_nothing_to_drain(cluster):
     assert vip_on(cluster) == NODE, "the CIB was not touched"
 
 
-def test_the_rejoin_brings_a_drained_node_back_and_waits_for_its_haproxy(cluster):
+def test_the_rejoin_brings_a_drained_node_back_and_waits_for_its_haproxy_and_the_handover(cluster):
     assert sh(cluster, drain_script(NODE, require_peer=True)).returncode == 0
-    rejoin = render_template("roll/rejoin.sh.j2", node=NODE, haproxy_clone_id=HAPROXY_CLONE_ID, timeout_s=60)
-    result = sh(cluster, rejoin)
+    assert vip_on(cluster) == OTHER
+    # The other node is the DC now (the drained one left), and the rejoined node gets settled: the VIP's rule
+    # against the DC hands the VIP back to it, and the rejoin returns only once that is done.
+    assert sh(cluster, f"cibadmin --modify --xml-text '<cib dc-uuid=\"{OTHER}\"/>'").returncode == 0
+    settle(cluster, NODE)
+    result = sh(cluster, rejoin_script(60))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{NODE} online" in result.stdout and f"{NODE} serves haproxy" in result.stdout
+    assert f"{NODE} settled; the VIP is on {NODE}, off the DC" in result.stdout
     assert standby(cluster, NODE) != "on"
     assert haproxy_on(cluster) == {NODE, OTHER}
-    assert vip_on(cluster) == OTHER, "stickiness keeps the VIP where it went"
-    # The other node can now be drained: the VIP comes back to the rejoined one.
-    assert sh(cluster, drain_script(OTHER, require_peer=True)).returncode == 0
     assert vip_on(cluster) == NODE
+    actions = re.findall(rf"Resource action: +{VIP_ID} +(\S+) on (\S+)", cluster["transitions"].read_text())
+    assert ("migrate_from", NODE) in actions, actions  # a handover, as at any planned move
+
+
+def test_the_rejoin_waits_for_the_node_to_be_settled(cluster):
+    assert sh(cluster, drain_script(NODE, require_peer=True)).returncode == 0
+    assert sh(cluster, f"cibadmin --modify --xml-text '<cib dc-uuid=\"{OTHER}\"/>'").returncode == 0
+    result = sh(cluster, rejoin_script(5))  # never settled: the rejoin fails in time and says why
+    assert result.returncode == 1
+    assert f"{NODE} is not settled, or the VIP not handed over off the DC, within 5s" in result.stderr
+    assert vip_on(cluster) == OTHER
 
 
 def test_the_rejoin_of_a_first_build_waits_for_no_haproxy(cluster):
     for scope in ("constraints", "resources"):  # a cluster before hapx's resource set is applied
         assert sh(cluster, f"cibadmin --replace --scope {scope} --xml-text '<{scope}/>'").returncode == 0
-    rejoin = render_template("roll/rejoin.sh.j2", node=NODE, haproxy_clone_id=HAPROXY_CLONE_ID, timeout_s=30)
-    result = sh(cluster, rejoin)
+    result = sh(cluster, rejoin_script(30))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "serves haproxy" not in result.stdout
 
@@ -159,7 +198,6 @@ def test_the_rejoin_gives_up_in_time_when_haproxy_never_runs(cluster):
     assert sh(cluster, drain_script(NODE, require_peer=True)).returncode == 0
     # haproxy may not run on the node at all: the rejoin must fail, naming it, within its bound.
     sh(cluster, f"crm_resource --resource {HAPROXY_CLONE_ID} --ban --node {NODE}")
-    rejoin = render_template("roll/rejoin.sh.j2", node=NODE, haproxy_clone_id=HAPROXY_CLONE_ID, timeout_s=5)
-    result = sh(cluster, rejoin)
+    result = sh(cluster, rejoin_script(5))
     assert result.returncode == 1
     assert f"haproxy is not running on {NODE} within 5s" in result.stderr
