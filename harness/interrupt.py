@@ -77,6 +77,8 @@ def rerun_to_convergence(lab: LabStack, *extra: str) -> tuple[subprocess.Complet
     rerun = lab.up(*extra, check=False)
     if rerun.returncode == 0:
         return rerun, False
+    # What the refused run printed, for a test that fails later (pytest shows a failed test's output).
+    print(f"[rerun] first re-run exited {rerun.returncode}; its output's end:\n{rerun.stdout[-6000:]}\n{rerun.stderr[-3000:]}")
     assert "pending" in (rerun.stdout + rerun.stderr).lower(), rerun.stdout[-3000:] + rerun.stderr[-3000:]
     lab.pulumi("refresh", "--yes", "--skip-preview", "--clear-pending-creates")
     return lab.up(*extra), True

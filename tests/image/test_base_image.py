@@ -219,7 +219,7 @@ def test_no_randomisation_under_emulation_from_the_first_boot(root_fs):
     # byte for byte and enabled, so a node made from this image starts its
     # first boot without randomisation under TCG and nothing translated
     # before it lingers in QEMU's cache (docs/troubleshooting.md).
-    (shipped,) = [f.content for f in node_agent_files(None) if f.path == EMULATED_NO_ASLR_UNIT]
+    (shipped,) = [f.content for f in node_agent_files(None, 60) if f.path == EMULATED_NO_ASLR_UNIT]
     assert debugfs(root_fs, f"cat {EMULATED_NO_ASLR_UNIT}") == shipped
     link = debugfs(root_fs, "stat /etc/systemd/system/sysinit.target.wants/hapx-emulated-no-aslr.service")
     assert "Type: symlink" in link, link
