@@ -72,13 +72,16 @@ def interrupt_up_when(lab: LabStack, marker: str, timeout_s: float = 600) -> tup
 
 
 def rerun_to_convergence(lab: LabStack, *extra: str) -> tuple[subprocess.CompletedProcess, bool]:
-    """`pulumi up` after an interrupted one: its last run, and whether Pulumi first refused over operations it saw
-    start but not finish (then, as Pulumi documents, they are dropped with a refresh and the up runs again)."""
+    """`pulumi up` after an interrupted one, and whether it took a second run: Pulumi warns about operations it saw
+    start but not finish, and a run that fails with that warning is followed, as Pulumi documents, by a refresh that
+    drops them and a second up. Returned: the last run, its stdout preceded by the first run's when there were two
+    (the first did part of the work; `pulumi_events.step_windows` reads engine timestamps, so both read as one)."""
     rerun = lab.up(*extra, check=False)
     if rerun.returncode == 0:
         return rerun, False
-    # What the refused run printed, for a test that fails later (pytest shows a failed test's output).
+    # What the failed run printed, for a test that fails later (pytest shows a failed test's output).
     print(f"[rerun] first re-run exited {rerun.returncode}; its output's end:\n{rerun.stdout[-6000:]}\n{rerun.stderr[-3000:]}")
     assert "pending" in (rerun.stdout + rerun.stderr).lower(), rerun.stdout[-3000:] + rerun.stderr[-3000:]
     lab.pulumi("refresh", "--yes", "--skip-preview", "--clear-pending-creates")
-    return lab.up(*extra), True
+    last = lab.up(*extra)
+    return subprocess.CompletedProcess(last.args, last.returncode, rerun.stdout + last.stdout, last.stderr), True
