@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+from xml.etree import ElementTree
 
 from components.drivers.qemu.lab import tap_name
 from components.rendering import HEALTH_PATH, SETTLED_ATTRIBUTE, VIP_AVOIDS_DC_ID
@@ -74,10 +75,23 @@ def planned_actions(crm_simulate_output: str) -> list[str]:
 RULE_MARK = "hapx-vip-avoids-dc-rule"
 
 
-def settled_nodes(attrd_output: str) -> set[str]:
-    """The nodes `attrd_updater --query --all` lists with the settled attribute set to 1."""
-    found = re.findall(rf'name="{SETTLED_ATTRIBUTE}" host="([^"]+)" value="1"', attrd_output)
-    return set(found)
+def settled_nodes(output: str) -> set[str]:
+    """The nodes marked settled (the attribute set to 1) in the CIB status section that `output` holds after
+    RULE_MARK (`cibadmin --query --scope status`): what the scheduler reads. Not attrd's view: after a short split
+    attrd can hold a mark the CIB lost (hapx-mark-settled sets such a mark again)."""
+    status = re.search(r"<status\b.*?(?:</status>|<status/>)", output.split(RULE_MARK, 1)[-1], re.DOTALL)
+    if status is None:
+        return set()
+    try:
+        root = ElementTree.fromstring(status.group(0))
+    except ElementTree.ParseError:
+        return set()
+    return {
+        state.get("uname", "")
+        for state in root.iter("node_state")
+        for pair in state.iterfind("transient_attributes//nvpair")
+        if pair.get("name") == SETTLED_ATTRIBUTE and pair.get("value") == "1"
+    }
 
 
 def haproxy_serving_check(stats_port: int, timeout_s: int = 2) -> str:
@@ -217,7 +231,7 @@ class LabStack:
             node,
             "sudo crm_simulate --live-check --simulate 2>/dev/null; "
             f"if sudo cibadmin --query --xpath {shlex.quote(rule)} >/dev/null 2>&1; then "
-            f"echo {RULE_MARK}; sudo attrd_updater --query --all --name {SETTLED_ATTRIBUTE} 2>/dev/null; fi",
+            f"echo {RULE_MARK}; sudo cibadmin --query --scope status 2>/dev/null; fi",
             timeout=60,
         )
         try:

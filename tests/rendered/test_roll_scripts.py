@@ -42,11 +42,6 @@ def cluster(tmp_path) -> dict:
         "sleep": f'{simulate} -x {cib} -S -O {cib} >> {transitions} 2>&1',
         # corosync's view of the votes, as the test writes it (none: corosync does not answer).
         "corosync-quorumtool": f'cat {tmp_path}/quorum 2>/dev/null',
-        # attrd's view of the settled attribute (--query --name N --node X): the CIB file's status, as attrd writes it.
-        "attrd_updater": (
-            'v=$(crm_attribute --node "$5" --name "$3" --lifetime reboot --query --quiet 2>/dev/null) || exit 1\n'
-            'echo "name=\\"$3\\" host=\\"$5\\" value=\\"$v\\""'
-        ),
     }
     path = stand_in_path(bin_dir, fakes)
     cib.write_text(run([require_tool("cibadmin"), "--empty"]).stdout)

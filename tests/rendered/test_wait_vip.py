@@ -31,8 +31,18 @@ def cluster(tmp_path) -> dict:
             f'echo \'<current_dc present="true" version="2.1.5" name="\'"$(cat {state["dc"]})"\'" id="1"/>\'\n'
             "echo '<node name=\"node-a\" id=\"1\" online=\"true\"/>'\necho '<node name=\"node-b\" id=\"2\" online=\"true\"/>'"
         ),
-        "attrd_updater": (
-            f'for n in $(cat {state["settled"]}); do echo "name=\\"{SETTLED_ATTRIBUTE}\\" host=\\"$n\\" value=\\"1\\""; done'
+        # The CIB's status as cibadmin prints it: a node_state per node, the settled ones with their mark.
+        "cibadmin": (
+            '[ "$*" = "--query --scope status" ] || exit 2\n'
+            'echo "<status>"\n'
+            'for n in node-a node-b; do\n'
+            '  echo "  <node_state id=\\"$n\\" uname=\\"$n\\" in_ccm=\\"true\\" crmd=\\"online\\">"\n'
+            f'  if grep -qw "$n" {state["settled"]}; then\n'
+            f'    echo "        <nvpair id=\\"status-$n-{SETTLED_ATTRIBUTE}\\" name=\\"{SETTLED_ATTRIBUTE}\\" value=\\"1\\"/>"\n'
+            '  fi\n'
+            '  echo "  </node_state>"\n'
+            'done\n'
+            'echo "</status>"'
         ),
     }
     env = {**os.environ, "PATH": stand_in_path(tmp_path / "bin", fakes)}

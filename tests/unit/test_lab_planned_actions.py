@@ -95,23 +95,37 @@ class _Answers(LabStack):
     answer = ""
 
     def ssh(self, node, command, timeout=60, stdin=None):
-        assert command.startswith("sudo crm_simulate") and SETTLED_ATTRIBUTE in command
+        assert command.startswith("sudo crm_simulate") and "cibadmin --query --scope status" in command
         return subprocess.CompletedProcess([], 0, self.answer, "")
 
 
-def _attrd(*hosts: str) -> str:
-    return "".join(f'name="{SETTLED_ATTRIBUTE}" host="{h}" value="1"\n' for h in hosts)
+def _status(*settled: str, nodes=("hapx-node01", "hapx-node02")) -> str:
+    """`cibadmin --query --scope status` as Pacemaker 2.1.5 prints it, with the mark on the `settled` nodes."""
+    states = []
+    for i, node in enumerate(nodes, 1):
+        mark = (
+            f'    <transient_attributes id="{i}">\n      <instance_attributes id="status-{i}">\n'
+            f'        <nvpair id="status-{i}-{SETTLED_ATTRIBUTE}" name="{SETTLED_ATTRIBUTE}" value="1"/>\n'
+            "      </instance_attributes>\n    </transient_attributes>\n"
+        ) if node in settled else ""  # fmt: skip
+        states.append(
+            f'  <node_state id="{i}" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member">\n'
+            f"{mark}    <lrm id=\"{i}\">\n      <lrm_resources/>\n    </lrm>\n  </node_state>\n"
+        )
+    return "<status>\n" + "".join(states) + "</status>\n"
+
+
 
 
 @pytest.mark.parametrize(
     ("answer", "idle"),
     [
         (SETTLED, True),  # no rule against the DC in the CIB: idle when nothing is planned
-        (SETTLED + RULE_MARK + "\n" + _attrd("hapx-node01", "hapx-node02"), True),
+        (SETTLED + RULE_MARK + "\n" + _status("hapx-node01", "hapx-node02"), True),
         # The rule, and a node not settled yet: its handover is still to come.
-        (SETTLED + RULE_MARK + "\n" + _attrd("hapx-node01"), False),
+        (SETTLED + RULE_MARK + "\n" + _status("hapx-node01"), False),
         (SETTLED + RULE_MARK + "\n", False),
-        (HANDOVER + RULE_MARK + "\n" + _attrd("hapx-node01", "hapx-node02"), False),
+        (HANDOVER + RULE_MARK + "\n" + _status("hapx-node01", "hapx-node02"), False),
     ],
     ids=["no-rule", "all-settled", "one-settled", "none-settled", "handover-planned"],
 )
@@ -122,7 +136,10 @@ def test_idle_waits_for_every_node_to_be_settled_while_the_rule_is_on(answer, id
     assert lab.scheduler_idle("hapx-node01") is idle
 
 
-def test_settled_nodes_reads_attrd_updater_output():
-    # The format of `attrd_updater --query --all --name hapx-settled` on the lab's Pacemaker 2.1.5.
-    out = 'name="hapx-settled" host="hapx-node01" value="1"\nname="hapx-settled" host="hapx-node02" value="0"\n'
+def test_settled_nodes_reads_the_cib_status_not_status():
+    out = SETTLED + RULE_MARK + "\n" + _status("hapx-node01")
     assert settled_nodes(out) == {"hapx-node01"}
+    # A mark set to something else, an empty status, nothing printed (the query failed): nobody is settled.
+    assert settled_nodes(RULE_MARK + "\n" + _status("hapx-node02").replace('value="1"', 'value="0"')) == set()
+    assert settled_nodes(RULE_MARK + "\n<status/>\n") == set()
+    assert settled_nodes(RULE_MARK + "\n") == set()
