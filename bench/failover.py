@@ -97,11 +97,7 @@ from harness.workspace import PulumiWorkspace
 # under TCG a single emulated CPU is busy with Pacemaker's own work when a failover needs it, and both pairs get
 # the same machines (docs/benchmarks.md). A profile or variant may still set hapx:nodeSize itself.
 BENCH_VMS = {"hapx:nodeSize": {"cpus": 2}}
-# Settings of Pulumi.lab.yaml the benchmark does not keep: the lab's corosync token (1000 ms) is for CI's emulated
-# nodes, which boot and reboot all through the tests; the benchmark measures hapx's default (a profile or variant
-# may still set it).
-LAB_ONLY = {"hapx:corosync": ("tokenMs",)}
-# Settings profiles: hapx:* config overrides on top of Pulumi.lab.yaml (without LAB_ONLY) and BENCH_VMS.
+# Settings profiles: hapx:* config overrides on top of Pulumi.lab.yaml and BENCH_VMS.
 PROFILES = {
     "reference": {
         "hapx:corosync": {"tokenMs": 3000},
@@ -575,7 +571,7 @@ def bench_profile(
     workspace = PulumiWorkspace(root / name / "pulumi")
     stack = f"bench{name[:3]}" if name in PROFILES else f"bench-{name.removeprefix('hapx-')}"
     lab = LabStack.create(workspace, stack, root / name / "lab", port_start=24400)
-    lab.set_config(merge_overrides(bench_base(lab.config), section["overrides"]))
+    lab.set_config(merge_overrides(lab.config, section["overrides"]))
     pair = PACEMAKER
     try:
         started = time.monotonic()
@@ -660,19 +656,6 @@ def merge_overrides(config: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
     return merged
-
-
-def bench_base(lab_config: dict) -> dict:
-    """The lab's config without the settings in LAB_ONLY (a copy): what every profile's overrides go on."""
-    base = copy.deepcopy(lab_config)
-    for key, fields in LAB_ONLY.items():
-        section = base.get(key)
-        if isinstance(section, dict):
-            for field in fields:
-                section.pop(field, None)
-            if not section:
-                del base[key]
-    return base
 
 
 def profile_overrides(profile: str, hapx_overrides: dict, variants: dict[str, dict]) -> dict:

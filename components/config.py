@@ -182,12 +182,13 @@ class HaproxyConfig(_Model):
 
 
 class CorosyncConfig(_Model):
-    # 500 ms: a dead node is declared lost 0.75 s after its last token (with the
-    # two-node consensus of half that), for nodes on real CPUs. Under pure
-    # emulation a node that boots stalls its peer's token for up to a second, and
-    # 500 ms fenced a rebooting lab node three times in a row: the lab sets
-    # 1000 (Pulumi.lab.yaml; docs/configuration.md).
-    token_ms: Int(200, 60000, "milliseconds") = F(500, "How long a silent node has before it is declared lost.")
+    # 1000 ms: a dead node is declared lost 1.5 s after its last token (with the
+    # two-node consensus of half that). 500 ms was the default for a stop and
+    # won the lab's power-off benchmark, but a node that boots under emulation
+    # stalls its peer's token for up to a second: at 500 ms fenced nodes were
+    # lost and fenced again as they rebooted, five times in a row in one
+    # benchmark (docs/benchmarks.md).
+    token_ms: Int(200, 60000, "milliseconds") = F(1000, "How long a silent node has before it is declared lost.")
     consensus_ms: Optional[Int(100, 72000, "milliseconds")] = F(
         None, "Time to agree on a new membership.", "two nodes: ½ × `tokenMs`; three or more: 1.2 × `tokenMs`"
     )

@@ -306,7 +306,7 @@ def test_engine_text_and_nulls_at_the_top_level(dev_raw):
 def test_defaults_that_follow_other_keys(lab_raw):
     lab = parse_config(lab_raw)
     # The lab's client takes the last host of the cluster network, unless that is taken.
-    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 500)  # half the lab's 1000 ms token
+    assert (lab.qemu.lab_client_address, lab.corosync.consensus_ms) == (ipaddress.IPv4Address("192.168.4.30"), 500)  # half the default 1000 ms token
     assert [n.node_id for n in lab.nodes] == [1, 2]
     assert lab.qemu.translation_cache_mb == 2048
     with pytest.raises(ConfigError, match=r"^hapx:qemu.translationCacheMb: .*set it to a size in MiB, from 64 to 16384"):
