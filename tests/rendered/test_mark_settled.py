@@ -1,7 +1,7 @@
 """The node script that marks a node settled (templates/node/hapx-mark-settled), run here with stand-ins for
 Pacemaker's and corosync's tools: `crm_node` names the node, `cibadmin` answers the membership query and the
 query for the node's mark in the CIB from files the test creates and removes, `attrd_updater` logs its calls and
-sets or deletes the mark file, `corosync-cmapctl -T` reports a membership change when the test drops a file.
+sets or deletes the mark file, `corosync-cmapctl -T` reports a membership change when the test writes to its FIFO.
 The mark comes no sooner than the settle time after the node became a member, a node that is no member when the
 count ends starts it again, a failed update is retried; afterwards the script stays asleep until the membership
 changes, keeps a mark the CIB still holds and counts again for one the cluster dropped.
