@@ -225,27 +225,30 @@ def armed_probe(lab: LabStack, record: dict, survivor: str | None = None) -> Pro
     return probe
 
 
-def measure_clock_after(lab: LabStack, record: dict) -> None:
-    """The survivor's clock again, once the probe has ended: how far the
-    offset moved since the fault widens the phases' uncertainty."""
+def measure_clock_after(lab: LabStack, record: dict, node: str) -> None:
+    """The node's clock again, once the probe has ended: how far the offset
+    moved since the fault widens the phases' uncertainty."""
     try:
-        record["clockAfter"] = clock_offset(lab, record["survivor"])
+        record["clockAfter"] = clock_offset(lab, node)
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:
         record["clockError"] = str(error)
 
 
-def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
-    """The failover's phases from the survivor's journal, on the host's
-    clock, from the fault."""
+def read_phases(
+    lab: LabStack, record: dict, kind: str, node: str | None = None, identifiers: tuple[str, ...] = phases.IDENTIFIERS
+) -> None:
+    """The phases of a kind (a key of phases.PATTERNS) from a node's journal
+    (the survivor's unless told), on the host's clock, from the fault."""
     if "clockBefore" not in record:
         return
-    survivor, before, fault_at = record["survivor"], record["clockBefore"], record["probe"]["faultAt"]
+    node = node or record["survivor"]
+    before, fault_at = record["clockBefore"], record["probe"]["faultAt"]
     if "clockAfter" not in record and "clockError" not in record:
-        measure_clock_after(lab, record)
+        measure_clock_after(lab, record, node)
     after = record.get("clockAfter")
     uncertainty = combined_uncertainty(before, after)
     record["clock"] = {
-        "node": survivor,
+        "node": node,
         "before": before.as_json(),
         "after": after.as_json() if after else None,
         "uncertaintyS": round(uncertainty, 4),
@@ -253,14 +256,16 @@ def read_phases(lab: LabStack, pair: Pair, record: dict) -> None:
     }
     guest_fault = fault_at + before.offset_s
     try:
-        journal = phases.fetch_journal(lab, survivor, guest_fault - phases.BEFORE_FAULT_S, guest_fault + PROBE_LIMIT_S)
+        journal = phases.fetch_journal(
+            lab, node, guest_fault - phases.BEFORE_FAULT_S, guest_fault + PROBE_LIMIT_S, identifiers
+        )
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:
         # The measurement stands without its phases; the row says why.
         record["phasesError"] = str(error)
         return
     if record.get("keepJournalAs"):
         record["keepJournalAs"].write_text(journal)
-    found = phases.find_phases(phases.parse_journal_json(journal), pair.kind, guest_fault)
+    found = phases.find_phases(phases.parse_journal_json(journal), kind, guest_fault)
     found["firstAnsweredS"] = record["probe"].get("firstAnsweredAfterOutageS")
     record["phases"] = found
     record["phasesUncertaintyS"] = round(uncertainty, 4)
@@ -277,7 +282,7 @@ def power_off(lab: LabStack, pair: Pair, record: dict) -> None:
         os.kill(pid, signal.SIGKILL)
         record["probe"] = probe.finish(PROBE_WAIT_S)
     try:
-        read_phases(lab, pair, record)
+        read_phases(lab, record, pair.kind)
     finally:
         restart_vm(lab, holder)
     if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
@@ -316,6 +321,12 @@ def kill_haproxy(lab: LabStack, pair: Pair, record: dict) -> None:
         record["probe"] = probe.finish(PROBE_WAIT_S)
     after = clock_offset(lab, holder)
     record.update(kill_window_start(record["probe"], killed_at, before, after))
+    # The restart's phases from the holder's journal, from the mark like the
+    # window's figures (killLandedS is the kill among them).
+    record.update(clockBefore=before, clockAfter=after)
+    read_phases(lab, record, "haproxy-restart", holder, phases.RESTART_IDENTIFIERS)
+    if record.get("phases") is not None:
+        record["phases"]["killLandedS"] = record["killLandedS"]
     # Back to a whole pair for the next run: Pacemaker forgets the failure,
     # keepalived's pair needs haproxy started again if systemd did not.
     if pair is PACEMAKER:
@@ -365,7 +376,7 @@ def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
         lab.set_link(holder, up=False)
         try:
             record["probe"] = probe.finish(PROBE_WAIT_S)
-            measure_clock_after(lab, record)
+            measure_clock_after(lab, record, survivor)
             time.sleep(max(0.0, cut_at + CUT_S - time.time()))
         finally:
             lab.set_link(holder, up=True)
@@ -378,7 +389,7 @@ def link_cut(lab: LabStack, pair: Pair, record: dict) -> None:
     if not wait_for(lambda: pair.whole(lab), 600, interval_s=5):
         raise RuntimeError(f"{holder} did not rejoin within 600 s after the link came back")
     record["cutNodeRebooted"] = lab.boot_id(holder) != boot_before
-    read_phases(lab, pair, record)
+    read_phases(lab, record, pair.kind)
     check_the_fault_hit_the_holder(lab, record, "link-cut")
 
 

@@ -1,4 +1,5 @@
-"""The phases of a failover, read from the survivor's journal.
+"""The phases of a failover, read from the survivor's journal, and of a
+haproxy restart, read from the killed node's.
 
 After a power-off or a link cut the benchmark reads the survivor's journal
 around the fault (`journalctl -o json`, over SSH) and finds, for each phase,
@@ -7,6 +8,11 @@ guest's wall clock (__REALTIME_TIMESTAMP, microseconds); the caller passes
 the fault on the guest's clock (the host's fault mark plus the measured
 offset, harness/clock.py) and gets seconds from the fault back. A phase
 with no matching line is None: not found is not guessed.
+
+After a kill-haproxy the benchmark reads the journal of the node whose
+haproxy it killed: both pairs restart the same unit in place, and its
+phases (systemd's restart, haproxy's start-up) are timed from the kill on
+that node's own clock, with no offset to convert.
 
 The patterns match what the tools on the lab's image (Debian 12: corosync
 3.1, Pacemaker 2.1, resource-agents 4.12, keepalived 2.2) print;
@@ -22,7 +28,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.rendering import VIP_ID
+from components.rendering import HAPROXY_ID, VIP_ID
 
 if TYPE_CHECKING:
     from harness.lab import LabStack
@@ -39,6 +45,12 @@ IDENTIFIERS = (
     "pacemaker-attrd", "pacemakerd", f"IPaddr2({VIP_ID})", f"vip({VIP_ID})",
     "Keepalived_vrrp", "Keepalived",
 )  # fmt: skip
+# Whose lines are read after a kill: systemd's about the unit, haproxy's own
+# (its master's start-up notices; its request log comes too, as "haproxy",
+# and matches no phase), hapx's agent ("haproxy(<resource>)": a monitor that
+# met the restart and waited for it), keepalived's state changes and
+# Pacemaker's controller (a recovery of its own would be a finding).
+RESTART_IDENTIFIERS = ("systemd", "haproxy", f"haproxy({HAPROXY_ID})", "Keepalived_vrrp", "pacemaker-controld")
 # The journal read is bounded: a failover writes a few dozen of these lines.
 MAX_LINES = 5000
 
@@ -59,6 +71,7 @@ class Phase:
 
 
 _VIP = re.escape(VIP_ID)
+_UNIT = r"haproxy\.service"
 # Per pair kind, in the order a failover goes through them. A phase that
 # does not happen in a run (no election when the survivor already was the
 # DC) has no line, and stays None.
@@ -90,9 +103,25 @@ PATTERNS: dict[str, tuple[Phase, ...]] = {
     "keepalived": (
         Phase("masterS", "VRRP MASTER", r"^Keepalived_vrrp$", r"\(\S+\) Entering MASTER STATE"),
     ),
+    # A killed haproxy restarted in place by its unit's Restart= (systemd 252,
+    # haproxy 2.6 in master-worker mode), on the node it was killed on. The
+    # last two are not phases of the restart but what else happened: hapx's
+    # monitor met the restart and polled until haproxy answered (its CPU is
+    # the restart's), or keepalived gave the VIP up.
+    "haproxy-restart": (
+        Phase("exitedS", "exit seen", r"^systemd$", rf"{_UNIT}: Main process exited"),
+        Phase("restartScheduledS", "restart scheduled", r"^systemd$", rf"{_UNIT}: Scheduled restart job"),
+        Phase("startingS", "starting", r"^systemd$", rf"Starting {_UNIT}"),
+        Phase("workerForkedS", "worker forked", r"^haproxy$", r"New worker \(?\d+\)? forked"),
+        Phase("loadedS", "loading success", r"^haproxy$", r"Loading success"),
+        Phase("startedS", "started (systemd)", r"^systemd$", rf"Started {_UNIT}"),
+        Phase("monitorWaitedS", "hapx monitor waited", rf"^haproxy\({re.escape(HAPROXY_ID)}\)$", r"answers again"),
+        Phase("vipLeftS", "VIP left (keepalived)", r"^Keepalived_vrrp$", r"Entering (BACKUP|FAULT) STATE"),
+    ),
 }  # fmt: skip
 # Every phase a run row may carry, in a sensible column order, with its heading.
 PHASE_LABELS: dict[str, str] = {
+    "killLandedS": "kill landed",  # kill-haproxy: the kill on the node's clock, converted
     **{p.key: p.label for kind in PATTERNS.values() for p in kind},
     "firstAnsweredS": "first answered (probe)",
 }
@@ -138,17 +167,19 @@ def find_phases(lines: list[JournalLine], kind: str, guest_fault: float) -> dict
     return found
 
 
-def journal_command(since: float, until: float) -> str:
-    """journalctl for the cluster's lines between two guest times."""
-    matches = " + ".join(f"SYSLOG_IDENTIFIER={shlex.quote(i)}" for i in IDENTIFIERS)
+def journal_command(since: float, until: float, identifiers: tuple[str, ...] = IDENTIFIERS) -> str:
+    """journalctl for the lines of these identifiers between two guest times."""
+    matches = " + ".join(f"SYSLOG_IDENTIFIER={shlex.quote(i)}" for i in identifiers)
     return (
         f"sudo journalctl --no-pager -o json --output-fields=MESSAGE,SYSLOG_IDENTIFIER,_SOURCE_REALTIME_TIMESTAMP "
         f"--since=@{since:.6f} --until=@{until:.6f} {matches} | head -n {MAX_LINES}"
     )
 
 
-def fetch_journal(lab: "LabStack", node: str, since: float, until: float) -> str:
-    out = lab.ssh(node, journal_command(since, until), timeout=120)
+def fetch_journal(
+    lab: "LabStack", node: str, since: float, until: float, identifiers: tuple[str, ...] = IDENTIFIERS
+) -> str:
+    out = lab.ssh(node, journal_command(since, until, identifiers), timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"{node}: journalctl failed ({out.returncode}): {out.stderr.strip()[-500:]}")
     return out.stdout

@@ -26,15 +26,16 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # Versions whose runs read the same as this one's (3 only added
 # translationCacheFlushes to the idle soak's scenario figures; 4 the
 # rolling-replace scenario and its figures; 5 the scale scenario, its
 # figures, and a profile's `skipped` scenarios; 6 the scale scenario's
 # stepsS and translationCacheFlushes, and failureJournals; 7
 # faultMissedHolder; 8 kill-haproxy's window from the kill, its
-# killLandedS, windowStartS and unavailableFromMarkS).
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
+# killLandedS, windowStartS and unavailableFromMarkS; 9 kill-haproxy's
+# phases, clock and phasesUncertaintyS, from the killed node's journal).
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9)
 
 # Every run row has exactly these keys, in this order. Times are seconds;
 # "from the fault" means relative to the fault mark (negative: before it).
@@ -46,7 +47,7 @@ RUN_FIELDS: dict[str, str] = {
     "faultAtUtc": "the same as ISO 8601 UTC",
     "faultS": "the fault mark, seconds from the probe's start",
     "faultNode": "the node the fault hit (the VIP holder when the run began)",
-    "survivor": "the other node, whose journal the phases come from",
+    "survivor": "the other node, whose journal the phases come from (kill-haproxy: null; its phases come from faultNode's)",
     "probes": "requests the probe sent in the run",
     "failures": "requests that failed in the run, before and after the fault",
     "elapsedS": "how long the probe ran",
@@ -66,8 +67,8 @@ RUN_FIELDS: dict[str, str] = {
     "timelineZero": "what the timeline's times are relative to: fault, or start (no fault marked)",
     "timeline": "every request, run-length encoded: [startS, endS, ok, count] per stretch of equal outcome",
     "timelineTruncated": "true when the timeline hit its bound (the counts above stay complete)",
-    "clock": "the survivor's clock against the host's: offsets before the fault and after the probe, and the uncertainty",
-    "phases": "the failover's phases from the survivor's journal, seconds from the fault (null if not found); power-off and link-cut",
+    "clock": "the clock of the node the phases come from against the host's: offsets before the fault and after the probe, and the uncertainty",
+    "phases": "the failover's phases from the survivor's journal, seconds from the fault (null if not found); power-off and link-cut; kill-haproxy: the restart's from the killed node's journal, seconds from the mark, with killLandedS",
     "phasesUncertaintyS": "± on every phase time from the clock offset",
     "phasesError": "why the journal could not be read, or null",
     "scenario": "what only this scenario measures (VIP holders, fencing, moves), or {}",
@@ -317,13 +318,14 @@ def medians_table(document: dict, scenarios: list[str]) -> list[str]:
 
 
 def phases_table(document: dict, scenario: str, phase_names: dict[str, str]) -> list[str]:
-    """The phases of every run of a scenario, from the survivor's journal."""
+    """The phases of every run of a scenario, from the survivor's journal (kill-haproxy: the killed node's)."""
     rows = [(p, r) for p, s in document["profiles"].items() for r in s["scenarios"].get(scenario, [])]
     used = [k for k in phase_names if any((r.get("phases") or {}).get(k) is not None for _, r in rows)]
     if not used:
         return []
     lines = [
-        f"### {scenario}: phases from the survivor's journal (s from the fault; - not found)",
+        f"### {scenario}: phases from the {'killed node' if scenario == 'kill-haproxy' else 'survivor'}'s journal"
+        " (s from the fault; - not found)",
         "",
         "| profile | run | " + " | ".join(phase_names[k] for k in used) + " | ± clock s |",
         "|---|---|" + "---|" * len(used) + "---|",

@@ -127,7 +127,7 @@ def test_read_phases_converts_the_guests_clock_and_states_the_uncertainty():
     lab = JournalLab(text)
     record = {"survivor": "hapx-node02", "clockBefore": offset(meta, "clockBefore"), "clockAfter": offset(meta, "clockAfter"),
               "probe": {"faultAt": meta["faultAt"], "firstAnsweredAfterOutageS": 7.837}}  # fmt: skip
-    failover.read_phases(lab, failover.PACEMAKER, record)
+    failover.read_phases(lab, record, "pacemaker")
     ((node, command),) = lab.commands
     # The journal is read on the guest's clock: from 5 s before the fault.
     assert node == "hapx-node02" and f"--since=@{guest_fault(meta) - 5:.6f}" in command
@@ -151,7 +151,7 @@ def test_a_guest_clock_37_s_behind_gives_the_same_phases():
     behind = ClockOffset(before.offset_s - 37.5, before.uncertainty_s, before.round_trip_s, 5, before.measured_at)
     record = {"survivor": "hapx-node02", "clockBefore": behind, "clockError": "not measured",
               "probe": {"faultAt": meta["faultAt"]}}  # fmt: skip
-    failover.read_phases(JournalLab("\n".join(shifted)), failover.PACEMAKER, record)
+    failover.read_phases(JournalLab("\n".join(shifted)), record, "pacemaker")
     assert record["phases"]["membershipS"] == 2.11 and record["phases"]["vipStartedS"] == 7.58
     # Without a second measurement the uncertainty is the first's alone, and the row says why.
     assert record["phasesUncertaintyS"] == pytest.approx(before.uncertainty_s, abs=1e-4)
@@ -162,7 +162,7 @@ def test_a_journal_that_cannot_be_read_leaves_the_phases_null_with_the_reason():
     _, meta = fixture("pacemaker-power-off")
     record = {"survivor": "hapx-node02", "clockBefore": offset(meta, "clockBefore"), "clockAfter": offset(meta, "clockAfter"),
               "probe": {"faultAt": meta["faultAt"]}}  # fmt: skip
-    failover.read_phases(JournalLab("", returncode=255), failover.PACEMAKER, record)
+    failover.read_phases(JournalLab("", returncode=255), record, "pacemaker")
     assert "phases" not in record and "journalctl failed (255): journal gone" in record["phasesError"]
 
 
