@@ -1,8 +1,8 @@
-"""The failover's phases from the survivor's journal (bench/phases.py),
-parsed from lines lab runs really printed (tests/fixtures/journal/: a
-power-off of the VIP holder, hapx's defaults with and without the DC dying,
-and the keepalived pair, TCG),
-and the benchmark's conversion from the guest's clock to seconds from the
+"""The failover's phases from the survivor's journal, and a haproxy
+restart's from the killed node's (bench/phases.py), parsed from lines lab
+runs really printed (tests/fixtures/journal/: a power-off of the VIP holder,
+hapx's defaults with and without the DC dying, and the keepalived pair; a
+kill of haproxy on the holder, both pairs; TCG), and the benchmark's conversion from the guest's clock to seconds from the
 fault (bench/failover.py: read_phases)."""
 
 from __future__ import annotations
@@ -171,3 +171,46 @@ def test_hapx_vip_agents_background_line_is_not_a_phase():
     line = phases.JournalLine(at=10.5, identifier="vip(hapx-vip)", message="added 192.168.4.20/27 to dmz0; 5 gratuitous ARPs every 200 ms")
     found = phases.find_phases([line], "pacemaker", 10.0)
     assert found["vipAddressS"] is None
+
+
+def test_a_haproxy_restart_after_a_kill_from_real_lines():
+    """hapx's defaults, the killed holder's journal (run 4 of docs/bench/kill-phases: a monitor of hapx's agent
+    met the restart). Read off the fixture by hand: each line's time minus the mark on the guest's clock (host
+    mark 1795823862.676902 - offset 0.117456)."""
+    text, meta = fixture("pacemaker-kill-haproxy")
+    found = phases.find_phases(phases.parse_journal_json(text), "haproxy-restart", guest_fault(meta))
+    assert found == {
+        "exitedS": 0.083,  # haproxy.service: Main process exited, code=killed, status=9/KILL
+        "restartScheduledS": 0.354,  # haproxy.service: Scheduled restart job, restart counter is at 4.
+        "startingS": 0.402,  # Starting haproxy.service - HAProxy Load Balancer...
+        "workerForkedS": 1.061,  # [NOTICE]   (1481) : New worker (1489) forked
+        "loadedS": 1.079,  # [NOTICE]   (1481) : Loading success.
+        "startedS": 1.29,  # Started haproxy.service - HAProxy Load Balancer.
+        "monitorWaitedS": 1.426,  # haproxy(hapx-haproxy): haproxy answers again (restarted by systemd, or reloaded)
+        "vipLeftS": None,  # keepalived's only
+    }
+    # haproxy's request lines (identifier "haproxy" too) mark no phase: the first is from before the kill.
+    requests = [line for line in phases.parse_journal_json(text) if line.message[:1].isdigit()]
+    assert requests and requests[0].at < guest_fault(meta) + meta["killLandedS"]
+    assert all(meta["phases"][key] == value for key, value in found.items())
+
+
+def test_the_keepalived_pairs_restart_is_the_same_unit_and_its_vip_stays():
+    text, meta = fixture("keepalived-kill-haproxy")
+    found = phases.find_phases(phases.parse_journal_json(text), "haproxy-restart", guest_fault(meta))
+    assert (found["startingS"], found["workerForkedS"], found["startedS"]) == (0.367, 0.772, 0.838)
+    # keepalived's check (every second, fall 2) never failed twice: it kept the VIP; and no hapx agent ran.
+    assert found["vipLeftS"] is None and found["monitorWaitedS"] is None
+
+
+def test_a_kill_reads_the_killed_nodes_journal_with_the_restarts_identifiers():
+    text, meta = fixture("pacemaker-kill-haproxy")
+    lab = JournalLab(text)
+    record = {"survivor": None, "clockBefore": offset(meta, "clockBefore"), "clockAfter": offset(meta, "clockAfter"),
+              "probe": {"faultAt": meta["faultAt"], "firstAnsweredAfterOutageS": meta["probe"]["firstAnsweredAfterOutageS"]}}  # fmt: skip
+    failover.read_phases(lab, record, "haproxy-restart", "hapx-node01", phases.RESTART_IDENTIFIERS)
+    ((node, command),) = lab.commands
+    assert node == "hapx-node01" and record["clock"]["node"] == "hapx-node01"
+    assert "SYSLOG_IDENTIFIER=systemd" in command and "SYSLOG_IDENTIFIER='haproxy(hapx-haproxy)'" in command
+    assert "SYSLOG_IDENTIFIER=corosync" not in command
+    assert record["phases"]["workerForkedS"] == 1.061 and record["phases"]["firstAnsweredS"] == 1.072
