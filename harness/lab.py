@@ -349,17 +349,22 @@ class LabStack:
         interval_ms: int = 20,
         ready: bool = True,
         min_after_fault_s: float = 0.0,
+        overlap: bool = False,
     ) -> ProbeProcess:
         """A bounded client loop against the VIP, in the background
         (harness/probe.py). With `ready`, returned once it is armed: the VIP
         answered it several times in a row, so a fault can be marked. With
         `stop_after_recovery` it ends once recovered from the fault, but not
-        before `min_after_fault_s` after it."""
+        before `min_after_fault_s` after it. With `overlap` a request begins
+        every interval even while earlier ones wait, so a window is known to
+        the interval rather than to the request timeout."""
         args = ["ip", "netns", "exec", self.namespace, PYTHON, "-m", "harness.probe",
                 "--target", f"{self.config['hapx:vip']}:{self.config['hapx:haproxy']['frontendPort']}",
                 "--duration-s", str(duration_s), "--interval-ms", str(interval_ms), "--timeout-ms", "300"]  # fmt: skip
         if stop_after_recovery:
             args += ["--stop-after-recovery", "--min-after-fault-s", str(min_after_fault_s)]
+        if overlap:
+            args.append("--overlap")
         probe = ProbeProcess(args, cwd=REPO)
         if ready:
             probe.wait_ready()

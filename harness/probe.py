@@ -60,6 +60,16 @@ arrived; a request is "after the fault" when its outcome was known after F
   TIMELINE_SEGMENTS stretches are kept (`timelineTruncated` then true);
   the counts above are complete either way.
 
+--overlap begins a request every interval even while earlier ones still
+wait for their answer (at most timeout / interval of them at once). One at
+a time (the default), a request to an address that answers nothing holds
+the next one back for the whole timeout, so a window that ends in such a
+stretch is only known to the timeout (0.3 s in the lab); overlapping, to
+the interval. The outcomes are counted in the order the requests began, so
+every time above means the same either way (the counts are of more
+requests: one per interval while requests time out); `overlap` in the
+report says which loop ran.
+
 --stop-after-recovery ends the run once the fault was marked, a request
 failed after it, recovery was confirmed, and --min-after-fault-s have
 passed since F (so failures after a recovery can still be seen); never
@@ -69,8 +79,11 @@ before the fault.
 from __future__ import annotations
 
 import argparse
+import collections
+import errno
 import json
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -105,24 +118,81 @@ def _mark_fault(*_: object) -> None:
         _fault_at = time.monotonic()
 
 
+REQUEST = b"GET / HTTP/1.0\r\n\r\n"
+# A reply longer than this is no stand-in's answer: a failure, not a memory sink.
+MAX_REPLY = 65536
+
+
+def parse_reply(reply: bytes) -> str | None:
+    """The body of a 200 reply (the backend's name and the relaying node), else None."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200"):
+        return None
+    return body.decode(errors="replace").strip() or None
+
+
 def probe_once(host: str, port: int, timeout_s: float) -> str | None:
     """The backend's reply on success, None on any failure."""
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as conn:
             conn.settimeout(timeout_s)
-            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            conn.sendall(REQUEST)
             reply = b""
-            while True:
+            while len(reply) <= MAX_REPLY:
                 chunk = conn.recv(4096)
                 if not chunk:
                     break
                 reply += chunk
+            else:
+                return None
     except OSError:
         return None
-    head, _, body = reply.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.0 200"):
-        return None
-    return body.decode(errors="replace").strip() or None
+    return parse_reply(reply)
+
+
+class _Request:
+    """One request of the overlapping loop, on a non-blocking socket: connect, send, read to the end."""
+
+    def __init__(self, host: str, port: int, started: float, timeout_s: float):
+        self.started, self.deadline = started, started + timeout_s
+        self.ended: float | None = None
+        self.reply: str | None = None
+        self.sent = False
+        self.received = b""
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        error = self.sock.connect_ex((host, port))
+        if error not in (0, errno.EINPROGRESS):
+            self.finish(time.monotonic(), None)
+
+    @property
+    def done(self) -> bool:
+        return self.ended is not None
+
+    def advance(self, now: float) -> None:
+        """The socket is ready: finish connecting and send, or read what came."""
+        try:
+            if not self.sent:
+                error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    return self.finish(now, None)
+                self.sock.sendall(REQUEST)  # 18 bytes: a fresh socket's buffer takes them at once
+                self.sent = True
+                return None
+            chunk = self.sock.recv(4096)
+        except OSError:
+            return self.finish(now, None)
+        if chunk:
+            self.received += chunk
+            if len(self.received) > MAX_REPLY:
+                self.finish(now, None)
+            return None
+        return self.finish(now, parse_reply(self.received))
+
+    def finish(self, now: float, reply: str | None) -> None:
+        if self.ended is None:
+            self.ended, self.reply = now, reply
+            self.sock.close()
 
 
 def split_reply(reply: str) -> tuple[str, str]:
@@ -290,30 +360,96 @@ def run(
     confirm_s: float = 1.0,
     ready_after: int = 5,
     min_after_fault_s: float = 0.0,
+    overlap: bool = False,
 ) -> dict:
     start = time.monotonic()
     started_at = time.time()
     ledger = Ledger(confirm_s)
     said_ready = False
-    next_at = start
-    while time.monotonic() - start < duration_s and not _stop:
-        began = time.monotonic()
-        reply = probe_once(host, port, timeout_s)
-        ledger.record(began, time.monotonic(), reply, _fault_at)
+
+    def after_each() -> bool:
+        """Say ready once armed; True when the run may end (recovered, and long enough after the fault)."""
+        nonlocal said_ready
         if not said_ready and ledger.good_in_a_row >= ready_after:
             print(READY_LINE, file=sys.stderr, flush=True)
             said_ready = True
-        if (
+        return (
             stop_after_recovery
             and ledger.recovered_after_outage()
             and time.monotonic() - _fault_at >= min_after_fault_s
-        ):
-            break
-        next_at += interval_s
-        if not _stop:
-            time.sleep(max(0.0, next_at - time.monotonic()))
+        )
+
+    if overlap:
+        _run_overlapping(host, port, interval_s, duration_s, timeout_s, start, ledger, after_each)
+    else:
+        next_at = start
+        while time.monotonic() - start < duration_s and not _stop:
+            began = time.monotonic()
+            reply = probe_once(host, port, timeout_s)
+            ledger.record(began, time.monotonic(), reply, _fault_at)
+            if after_each():
+                break
+            next_at += interval_s
+            if not _stop:
+                time.sleep(max(0.0, next_at - time.monotonic()))
     result = ledger.report(start, time.monotonic(), _fault_at)
-    return {"target": f"{host}:{port}", "startedAt": round(started_at, 3), **result}
+    return {"target": f"{host}:{port}", "startedAt": round(started_at, 3), "overlap": overlap, **result}
+
+
+def _run_overlapping(
+    host: str, port: int, interval_s: float, duration_s: float, timeout_s: float, start: float, ledger: "Ledger",
+    after_each,
+) -> None:
+    """A request begins every interval whether or not the ones before it have ended (at most timeout / interval of
+    them wait at once), so while requests time out (a dead holder's address answers nothing) the first answer
+    after the recovery is seen within an interval, not after the timeout of the request under way. The ledger
+    takes the outcomes in the order the requests began, as the one-at-a-time loop gives them, so every figure
+    means what it means there."""
+    selector = selectors.DefaultSelector()
+    waiting: collections.deque[_Request] = collections.deque()  # by start, until recorded
+    next_at = start
+    try:
+        while not _stop:
+            now = time.monotonic()
+            if now >= next_at and now - start < duration_s:
+                request = _Request(host, port, now, timeout_s)
+                waiting.append(request)
+                if not request.done:
+                    selector.register(request.sock, selectors.EVENT_WRITE, request)
+                next_at += interval_s
+            elif now - start >= duration_s and not waiting:
+                break
+            pending = [r for r in waiting if not r.done]
+            launching = time.monotonic() - start < duration_s
+            wake = min(([next_at] if launching else []) + [r.deadline for r in pending], default=next_at)
+            events = selector.select(max(0.0, wake - time.monotonic())) if pending else []
+            for key, _ in events:
+                request = key.data
+                request.advance(time.monotonic())
+                if request.done:
+                    selector.unregister(key.fileobj)
+                elif request.sent and key.events != selectors.EVENT_READ:
+                    selector.modify(request.sock, selectors.EVENT_READ, request)
+            now = time.monotonic()
+            for request in pending:
+                if not request.done and now >= request.deadline:
+                    selector.unregister(request.sock)
+                    request.finish(now, None)
+            finished = False
+            while waiting and waiting[0].done:
+                request = waiting.popleft()
+                ledger.record(request.started, request.ended, request.reply, _fault_at)
+                finished = after_each() or finished
+            if finished:
+                break
+            if not pending and not waiting and launching:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+    finally:
+        # Requests still under way when the run ends (stopped, or ended after a recovery) have no outcome: not counted.
+        for request in waiting:
+            if not request.done:
+                request.finish(time.monotonic(), None)
+        selector.close()
 
 
 class ProbeProcess:
@@ -412,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--min-after-fault-s", type=float, default=0.0, help="with --stop-after-recovery: keep probing at least this long after the fault"
     )
+    parser.add_argument(
+        "--overlap", action="store_true",
+        help="begin a request every interval even while earlier ones wait (the window's resolution is then the "
+        "interval, not the timeout)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.duration_s > 3600 or args.interval_ms < 1:
         parser.error("keep the loop bounded: --duration-s at most 3600, --interval-ms at least 1")
@@ -430,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         confirm_s=args.confirm_s,
         ready_after=args.ready_after,
         min_after_fault_s=args.min_after_fault_s,
+        overlap=args.overlap,
     )
     json.dump(result, sys.stdout)
     print()

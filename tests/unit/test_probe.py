@@ -19,6 +19,11 @@ from harness.probe import ProbeProcess
 class _Reply(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         self.request.recv(4096)
+        silent_for = self.server.silent_until - time.monotonic()
+        if silent_for > 0:
+            # Like a holder that answers nothing: the client waits out its own timeout.
+            time.sleep(silent_for + 1.0)
+            return
         self.request.sendall(f"HTTP/1.0 200 OK\r\n\r\nstand-in via {self.server.via}\n".encode())
 
 
@@ -40,6 +45,7 @@ class StandIn:
     def start(self, via: str = "node-a") -> None:
         self.server = _Server(("127.0.0.1", self.port), _Reply)
         self.server.via = via
+        self.server.silent_until = 0.0
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def stop(self) -> None:
@@ -47,6 +53,11 @@ class StandIn:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+    def silence(self, seconds: float) -> None:
+        """Accept but answer nothing for `seconds` (requests begun then time out), then answer again."""
+        self.server.silent_until = time.monotonic() + seconds
+        time.sleep(seconds)
 
     def outage(self, seconds: float, via: str = "node-a") -> None:
         self.stop()
@@ -202,3 +213,27 @@ def test_the_probe_keeps_watching_after_recovery_when_asked(service):
         result = probe.finish(timeout_s=30)
     assert result["recoveryConfirmed"] and result["failuresAfterRecovery"] >= 2, result
     assert 3.0 <= result["elapsedS"] - result["faultS"] < 4.5, result
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_silent_service_is_timed_to_the_interval_only_when_requests_overlap(service, overlap):
+    """A service that answers nothing for 1 s (a dead holder's address): one request at a time, each waits out
+    its 300 ms timeout, so the recovery is seen up to a timeout late; overlapping, a request begins every 20 ms
+    and the first one begun after the silence is answered. The requests begun late in the silence time out
+    after that answer; counted in the order they began, they do not void it."""
+    extra = ("--overlap",) if overlap else ()
+    with start_probe(service.port, "--stop-after-recovery", *extra) as probe:
+        time.sleep(0.3)
+        probe.fault()
+        service.silence(1.0)
+        result = probe.finish(timeout_s=30)
+    assert result["overlap"] is overlap, result
+    assert result["recoveryConfirmed"] and result["failuresAfterRecovery"] == 0, result
+    assert result["unavailableS"] >= 0.98, result
+    if overlap:
+        assert result["unavailableS"] < 1.1, result
+        # A request every 20 ms through the silence, every one of them failed.
+        assert result["failuresAfterFault"] >= 40, result
+    else:
+        # Whole timeouts: about three of them and the one under way at the end of the silence.
+        assert 3 <= result["failuresAfterFault"] <= 5, result
