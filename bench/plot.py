@@ -77,6 +77,21 @@ def x_range(scenario: str, rows: list[tuple[str, dict]]) -> tuple[float, float]:
     return (min(starts, default=0.0), max(ends, default=1.0))
 
 
+def drawn_stretches(timeline: list[list]) -> list[tuple[float, float, int]]:
+    """A row's stretches as drawn: each from its first request's start to its last one's end, but never past the
+    next stretch's start. One request at a time that changes nothing; when requests overlap (the probe's
+    --overlap) the failed stretch of an outage ends when its last request timed out, up to a timeout after the
+    first answer, and drawn to that end it would hide the recovery."""
+    stretches = []
+    for index, (first, last, ok, _count) in enumerate(timeline):
+        following = timeline[index + 1][0] if index + 1 < len(timeline) else None
+        if following is not None and last >= following:
+            # Its requests all began before the next stretch's first (the timeline is to the millisecond).
+            last = max(first, following - 0.001)
+        stretches.append((first, last, ok))
+    return stretches
+
+
 def served_share(rows: list[dict], start: float, end: float, bin_s: float = BIN_S) -> tuple[list[float], list[float]]:
     """Slot centres and, per slot, the share of runs whose requests that
     began in the slot were all answered (NaN where no run had a request)."""
@@ -86,9 +101,9 @@ def served_share(rows: list[dict], start: float, end: float, bin_s: float = BIN_
     counted = [0] * slots
     for row in rows:
         state: list[bool | None] = [None] * slots
-        for first, last, ok, count in row.get("timeline") or []:
+        for first, last, ok in drawn_stretches(row.get("timeline") or []):
             # A stretch covers the slots from its first request's start to
-            # its last one's end; any failure in a slot makes it unserved.
+            # its end as drawn; any failure in a slot makes it unserved.
             lo = max(0, int((first - start) // bin_s))
             hi = min(slots - 1, int((last - start) // bin_s))
             for i in range(lo, hi + 1):
@@ -117,7 +132,7 @@ def draw_scenario(document: dict, scenario: str, path: Path) -> Path:
     )
     labels = []
     for y, (profile, row) in enumerate(reversed(rows)):
-        for first, last, ok, _ in row.get("timeline") or []:
+        for first, last, ok in drawn_stretches(row.get("timeline") or []):
             if last < x_from or first > x_to:
                 continue
             # A stretch of one quick request is still drawn a few ms wide.

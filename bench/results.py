@@ -34,7 +34,8 @@ SCHEMA_VERSION = 9
 # stepsS and translationCacheFlushes, and failureJournals; 7
 # faultMissedHolder; 8 kill-haproxy's window from the kill, its
 # killLandedS, windowStartS and unavailableFromMarkS; 9 kill-haproxy's
-# phases, clock and phasesUncertaintyS, from the killed node's journal).
+# phases, clock and phasesUncertaintyS, from the killed node's journal,
+# and settings.probeOverlapScenarios).
 READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9)
 
 # Every run row has exactly these keys, in this order. Times are seconds;

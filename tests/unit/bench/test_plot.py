@@ -58,6 +58,18 @@ def test_served_share_counts_runs_served_per_slot():
     assert math.isnan(plot.served_share([{"timeline": [[0.0, 0.4, 1, 20]]}], 0.0, 1.0, bin_s=0.5)[1][1])
 
 
+def test_overlapping_requests_show_the_recovery_where_it_was():
+    """With the probe's --overlap the outage's failed stretch ends when its last request timed out (0.3 s after
+    the first answer at 1.0 s); drawn and counted to that end, the run would look served only from 1.5 s."""
+    overlapping = {"timeline": [[-1.0, -0.01, 1, 50], [0.0, 1.28, 0, 50], [1.0, 3.0, 1, 100]]}
+    assert plot.drawn_stretches(overlapping["timeline"]) == [(-1.0, -0.01, 1), (0.0, 0.999, 0), (1.0, 3.0, 1)]
+    centres, share = plot.served_share([overlapping], -1.0, 3.0, bin_s=0.5)
+    assert share[2:4] == [0.0, 0.0] and share[4] == 1.0  # served again from the slot of 1.0 s
+    # One request at a time, nothing is cut: each stretch ends before the next begins.
+    sequential = [[-1.0, -0.01, 1, 50], [0.0, 0.99, 0, 10], [1.0, 3.0, 1, 100]]
+    assert plot.drawn_stretches(sequential) == [(a, b, ok) for a, b, ok, _ in sequential]
+
+
 def test_the_window_around_the_fault_and_whole_runs_otherwise():
     long_up = {"timeline": synthetic.probe_report(0.5, after_s=60.0)["timeline"]}
     rows = [("hapx", long_up)]
