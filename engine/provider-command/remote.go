@@ -24,6 +24,56 @@ const (
 	maxDialDelay   = 5 * time.Second
 )
 
+// A host reset in the middle of a command (fenced, power-cycled) sends
+// nothing more, not even a TCP reset, when it sits behind a NAT or QEMU's user
+// network, whose host side keeps the connection open: the session, and the
+// `pulumi up` waiting on it, would wait forever (21 minutes until stopped by
+// hand, in hapx's benchmark, docs/benchmarks.md). So a keepalive request goes
+// out every keepaliveInterval and must be answered within keepaliveTimeout, or
+// the connection is closed and the command fails; a re-run converges. The
+// request is OpenSSH's keepalive@openssh.com: servers answer it, with a
+// failure if they do not know it, which is an answer all the same. Variables,
+// so a test can shorten them.
+var (
+	keepaliveInterval = 10 * time.Second
+	keepaliveTimeout  = 30 * time.Second
+)
+
+// errConnectionLost is what a command fails with when keepalives go unanswered.
+var errConnectionLost = errors.New("the SSH connection was lost: the host answered no keepalive")
+
+// keepAlive probes the connection until stop is closed; if a probe goes
+// unanswered for `within`, it closes the client (which ends the session) and
+// closes lost first.
+func keepAlive(client *ssh.Client, stop <-chan struct{}, lost chan<- struct{}, every, within time.Duration) {
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, _, err := client.SendRequest("keepalive@openssh.com", true, nil)
+			answered <- err
+		}()
+		select {
+		case <-stop:
+			return
+		case err := <-answered:
+			if err != nil {
+				return // the connection is closed already; the session ends with its own error
+			}
+		case <-time.After(within):
+			close(lost)
+			client.Close()
+			return
+		}
+	}
+}
+
 // runRemote runs command in one SSH session. Environment variables are sent
 // with Setenv, which the server applies only for names its AcceptEnv allows.
 func runRemote(ctx context.Context, rep reporter, conn connSpec, command, stdin string, env map[string]string,
@@ -66,9 +116,18 @@ func runRemote(ctx context.Context, rep reporter, conn connSpec, command, stdin 
 
 	done := make(chan error, 1)
 	go func() { done <- session.Run(command) }()
+	stop, lost := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	go keepAlive(client, stop, lost, keepaliveInterval, keepaliveTimeout)
 	select {
 	case err := <-done:
-		return err
+		select {
+		case <-lost:
+			return fmt.Errorf("%w within %s (%s:%d); the command's outcome is unknown", errConnectionLost,
+				keepaliveTimeout, conn.Host, conn.Port)
+		default:
+			return err
+		}
 	case <-ctx.Done():
 		// Many servers ignore signals; closing the connection ends the session anyway.
 		_ = session.Signal(ssh.SIGKILL)

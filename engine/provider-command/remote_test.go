@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +275,79 @@ func TestRemoteDialLimitAndProxy(t *testing.T) {
 	}))
 	if err == nil || !strings.Contains(err.Error(), "proxy is not supported") {
 		t.Fatalf("want a clear proxy error, got %v", err)
+	}
+}
+
+// freezingProxy forwards TCP to the sshd until frozen; then it drops what
+// either side sends and closes nothing, like a host reset behind QEMU's user
+// network.
+type freezingProxy struct {
+	port   int
+	frozen atomic.Bool
+}
+
+func startFreezingProxy(t *testing.T, target int) *freezingProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p := &freezingProxy{port: l.Addr().(*net.TCPAddr).Port}
+	pump := func(dst, src net.Conn) {
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if !p.frozen.Load() {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}
+	}
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", target))
+			if err != nil {
+				in.Close()
+				continue
+			}
+			t.Cleanup(func() { in.Close(); out.Close() })
+			go pump(out, in)
+			go pump(in, out)
+		}
+	}()
+	return p
+}
+
+func TestRemoteCommandFailsWhenTheHostGoesSilent(t *testing.T) {
+	s := prepareSSHD(t)
+	s.start(t)
+	proxy := startFreezingProxy(t, s.port)
+	interval, timeout := keepaliveInterval, keepaliveTimeout
+	keepaliveInterval, keepaliveTimeout = 200*time.Millisecond, time.Second
+	t.Cleanup(func() { keepaliveInterval, keepaliveTimeout = interval, timeout })
+	p, _ := testProvider()
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // the command is running
+		proxy.frozen.Store(true)
+	}()
+	started := time.Now()
+	_, err := create(t, p, remoteURN, pm(map[string]any{
+		"connection": s.conn(map[string]any{"port": float64(proxy.port)}),
+		"create":     "sleep 60",
+	}))
+	if err == nil || !strings.Contains(err.Error(), "no keepalive") {
+		t.Fatalf("want the lost connection named, got %v", err)
+	}
+	if took := time.Since(started); took > 15*time.Second {
+		t.Fatalf("the command waited %s for a silent host", took)
 	}
 }
