@@ -135,6 +135,12 @@ def test_stopped_unit_is_not_running_and_validate_needs_the_config(agent_env):
     assert agent("validate-all", agent_env).returncode == OCF_SUCCESS
     missing = agent("validate-all", {**agent_env, "OCF_RESKEY_config": "/nonexistent/haproxy.cfg"})
     assert missing.returncode == 5  # OCF_ERR_INSTALLED
+    # An empty file (haproxy would start on it and serve nothing) is refused the same way, and so is a start.
+    empty = Path(agent_env["OCF_RESKEY_config"]).with_name("empty.cfg")
+    empty.write_text("")
+    for action in ("validate-all", "start"):
+        refused = agent(action, {**agent_env, "OCF_RESKEY_config": str(empty)})
+        assert refused.returncode == 5 and "is empty" in refused.stderr, refused.stderr
 
 
 def test_restart_by_pacemaker_turns_systemd_restarts_off_and_back_on(agent_env, haproxy):
