@@ -91,7 +91,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 FAULT_SIGNAL = signal.SIGUSR1
 READY_LINE = "ready"
@@ -397,8 +397,8 @@ def run(
 
 
 def _run_overlapping(
-    host: str, port: int, interval_s: float, duration_s: float, timeout_s: float, start: float, ledger: "Ledger",
-    after_each,
+    host: str, port: int, interval_s: float, duration_s: float, timeout_s: float, start: float, ledger: Ledger,
+    after_each: Callable[[], bool],
 ) -> None:
     """A request begins every interval whether or not the ones before it have ended (at most timeout / interval of
     them wait at once), so while requests time out (a dead holder's address answers nothing) the first answer
