@@ -187,7 +187,8 @@ class CorosyncConfig(_Model):
     # won the lab's power-off benchmark, but a node that boots under emulation
     # stalls its peer's token for up to a second: at 500 ms fenced nodes were
     # lost and fenced again as they rebooted, five times in one benchmark, up
-    # to three in a row (docs/benchmarks.md).
+    # to three in a row; at 1000 ms it happened once in a benchmark too
+    # (docs/benchmarks.md).
     token_ms: Int(200, 60000, "milliseconds") = F(1000, "How long a silent node has before it is declared lost.")
     consensus_ms: Optional[Int(100, 72000, "milliseconds")] = F(
         None, "Time to agree on a new membership.", "two nodes: ½ × `tokenMs`; three or more: 1.2 × `tokenMs`"
