@@ -9,9 +9,11 @@ test sets; on the nodes the e2e tests run the agent under real systemd.
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -74,7 +76,7 @@ def haproxy(agent_env, tmp_path):
 
 
 def agent(action: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(AGENT), action], env={**env, "__OCF_ACTION": action}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["bash", str(AGENT), action], env={**env, "__OCF_ACTION": action}, capture_output=True, text=True, timeout=60)
 
 
 def test_meta_data_is_valid_ocf_xml(agent_env):
@@ -105,7 +107,7 @@ def test_monitor_waits_out_a_restart_that_is_already_under_way(agent_env, haprox
     # The monitor's first request fails (haproxy just died) but haproxy answers
     # again within the grace: no failure for Pacemaker to recover from.
     os.kill(haproxy, signal.SIGSTOP)
-    monitor = subprocess.Popen(["sh", str(AGENT), "monitor"], env={**agent_env, "__OCF_ACTION": "monitor"}, stderr=subprocess.PIPE, text=True)
+    monitor = subprocess.Popen(["bash", str(AGENT), "monitor"], env={**agent_env, "__OCF_ACTION": "monitor"}, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)  # past the first request's 1 s timeout
     os.kill(haproxy, signal.SIGCONT)
     _, stderr = monitor.communicate(timeout=30)
@@ -153,3 +155,61 @@ def test_restart_by_pacemaker_turns_systemd_restarts_off_and_back_on(agent_env, 
     assert not dropin.exists()
     bad = agent("validate-all", {**agent_env, "OCF_RESKEY_restart_by": "cron"})
     assert bad.returncode == 6  # OCF_ERR_CONFIGURED
+
+
+def test_monitor_of_a_serving_haproxy_runs_neither_systemctl_nor_curl(agent_env, haproxy, tmp_path):
+    # The monitor runs every few seconds on every node: the usual answer must cost one request made by the shell
+    # itself. Stand-ins that leave a mark show whether either program ran.
+    marks = tmp_path / "ran"
+    bin_dir = Path(agent_env["PATH"].split(":")[0])
+    for program in ("systemctl", "curl"):
+        (bin_dir / program).write_text(f'#!/bin/sh\necho {program} >> {marks}\nexit 1\n')
+    assert agent("monitor", agent_env).returncode == OCF_SUCCESS
+    assert not marks.exists(), marks.read_text()
+    # A haproxy that answers nothing is looked up in systemd (here: it says the unit failed, so not running).
+    os.kill(haproxy, signal.SIGKILL)
+    assert agent("monitor", agent_env).returncode == OCF_NOT_RUNNING
+    assert marks.read_text().split() == ["systemctl"]
+
+
+def test_monitor_asks_for_the_check_path_and_fails_an_answer_other_than_200(agent_env):
+    # Something answers on the health port: 200 only at the check URL's path, 404 elsewhere; then 503 everywhere
+    # (as a monitor-uri with `monitor fail` answers).
+    server = http.server.HTTPServer(("127.0.0.1", HEALTH_PORT), _HealthAt)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _HealthAt.status = 200
+        served = agent("monitor", agent_env)
+        _HealthAt.status = 503
+        refused = agent("monitor", {**agent_env, "OCF_RESKEY_restart_grace": "1"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert served.returncode == OCF_SUCCESS, served.stderr
+    assert _HealthAt.paths[0] == "/hapx-health"
+    assert refused.returncode == OCF_ERR_GENERIC, refused.stderr
+    assert "(active) does not answer" in refused.stderr
+
+
+def test_a_check_url_the_agent_cannot_use_is_a_configuration_error(agent_env):
+    for url in ("https://127.0.0.1:32700/hapx-health", "http://127.0.0.1/hapx-health", "http://127.0.0.1:port/x"):
+        for action in ("validate-all", "monitor"):
+            result = agent(action, {**agent_env, "OCF_RESKEY_check_url": url})
+            assert result.returncode == 6, (url, action, result.stderr)  # OCF_ERR_CONFIGURED
+            assert "check_url must be http://HOST:PORT/PATH" in result.stderr
+
+
+class _HealthAt(http.server.BaseHTTPRequestHandler):
+    status = 200
+    paths: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        # The path as sent (the stdlib folds a leading "//" in self.path).
+        path = self.requestline.split()[1]
+        type(self).paths.append(path)
+        self.send_response(self.status if path == "/hapx-health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
