@@ -30,6 +30,7 @@ from .rendering import (
     HAPROXY_CLONE_ID,
     METRICS_PATH,
     SETTLED_ATTRIBUTE,
+    HAPROXY_CFG_PATH,
     STATS_ENV_PATH,
     VIP_AVOIDS_DC_ID,
     VIP_ID,
@@ -288,7 +289,11 @@ class HaproxyCluster(pulumi.ComponentResource):
                 f"{prefix}-{service}-tls",
                 vm,
                 render_template(
-                    "node/push-tls-certificate.sh.j2", path=cert_path(service), service=service, stats_env_path=STATS_ENV_PATH
+                    "node/push-tls-certificate.sh.j2",
+                    path=cert_path(service),
+                    service=service,
+                    stats_env_path=STATS_ENV_PATH,
+                    haproxy_cfg_path=HAPROXY_CFG_PATH,
                 ),
                 stdin=pem,
                 secret=True,
@@ -302,7 +307,7 @@ class HaproxyCluster(pulumi.ComponentResource):
             self._node_step(
                 f"{prefix}-haproxy-cfg",
                 vm,
-                render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH),
+                render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH, haproxy_cfg_path=HAPROXY_CFG_PATH),
                 stdin=cluster_files.haproxy_cfg,
                 after=certificates,
             ),

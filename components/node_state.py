@@ -50,9 +50,8 @@ from .node_observation import (
     parse_node_report,
 )
 from .pacemaker_resource_set import apply_script
-from .rendering import STATS_ENV_PATH, render_template
+from .rendering import HAPROXY_CFG_PATH, STATS_ENV_PATH, render_template
 
-HAPROXY_CFG_PATH = "/etc/haproxy/haproxy.cfg"
 # A node put back online may have to start corosync and pacemaker and rejoin first.
 NODE_ONLINE_TIMEOUT_S = 300
 # Bounds of one SSH command: connecting (per try), and the whole command.
@@ -214,7 +213,7 @@ def restore(news: dict, plan: Restore, applied: Optional[dict]) -> None:
         script = render_template("drift/node-online.sh.j2", node=news["node"], timeout_s=NODE_ONLINE_TIMEOUT_S)
         run_on_node(connection, script, timeout_s=RESTORE_TIMEOUT_S)
     if plan.haproxy_cfg:
-        script = render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH)
+        script = render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH, haproxy_cfg_path=HAPROXY_CFG_PATH)
         run_on_node(connection, script, stdin=news["haproxyCfg"], timeout_s=RESTORE_TIMEOUT_S)
     if plan.pacemaker:
         assert applied is not None

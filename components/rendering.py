@@ -25,6 +25,7 @@ from .config import CLUSTER_EXPORTER_PORT, Persistence, ServiceConfig  # noqa: E
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATS_ENV_PATH = "/etc/haproxy/hapx-stats.env"
+HAPROXY_CFG_PATH = "/etc/haproxy/haproxy.cfg"
 # haproxy's monitor-uri on the stats listener (see templates/node/ocf-haproxy).
 HEALTH_PATH = "/hapx-health"
 # Prometheus metrics on the stats listener (same credentials as the stats page):

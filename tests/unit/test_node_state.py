@@ -30,7 +30,7 @@ from components.node_state import (  # noqa: E402
     run_on_node,
     sha256_hex,
 )
-from components.rendering import STATS_ENV_PATH, render_template  # noqa: E402
+from components.rendering import HAPROXY_CFG_PATH, STATS_ENV_PATH, render_template  # noqa: E402
 from tests.unit.test_node_observation import CRM_MON, IDS, cib  # noqa: E402
 
 CFG = "global\n  daemon\n"
@@ -92,7 +92,7 @@ class FakeNode:
             self.calls.append("node-online")
             if self.restores_work:
                 self.standby, self.pacemaker_running = False, True
-        elif script == render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH):
+        elif script == render_template("node/push-haproxy-cfg.sh.j2", stats_env_path=STATS_ENV_PATH, haproxy_cfg_path=HAPROXY_CFG_PATH):
             self.calls.append("push-haproxy-cfg")
             if self.restores_work:
                 self.haproxy_cfg = stdin
