@@ -269,7 +269,9 @@ def read_phases(
         return
     if record.get("keepJournalAs"):
         record["keepJournalAs"].write_text(journal)
-    found = phases.find_phases(phases.parse_journal_json(journal), kind, guest_fault)
+    window = record["probe"].get("unavailableS")
+    until = None if window is None else guest_fault + window + phases.PHASES_AFTER_RECOVERY_S
+    found = phases.find_phases(phases.parse_journal_json(journal), kind, guest_fault, until)
     found["firstAnsweredS"] = record["probe"].get("firstAnsweredAfterOutageS")
     record["phases"] = found
     record["phasesUncertaintyS"] = round(uncertainty, 4)

@@ -23,6 +23,7 @@ parse those.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ IDENTIFIERS = (
 # met the restart and waited for it), keepalived's state changes and
 # Pacemaker's controller (a recovery of its own would be a finding).
 RESTART_IDENTIFIERS = ("systemd", "haproxy", f"haproxy({HAPROXY_ID})", "Keepalived_vrrp", "pacemaker-controld")
+# A failover's phases end by this long after the probe saw service again (the
+# VIP agent's start returns after the first answer; 0.2-0.7 s in the runs).
+PHASES_AFTER_RECOVERY_S = 10.0
 # The journal read is bounded: a failover writes a few dozen of these lines.
 MAX_LINES = 5000
 
@@ -150,9 +154,15 @@ def parse_journal_json(text: str) -> list[JournalLine]:
     return lines
 
 
-def find_phases(lines: list[JournalLine], kind: str, guest_fault: float) -> dict[str, float | None]:
+def find_phases(
+    lines: list[JournalLine], kind: str, guest_fault: float, guest_until: float | None = None
+) -> dict[str, float | None]:
     """Seconds from the fault to the first line after it that marks each
-    phase; None where no line does."""
+    phase; None where no line does. Lines after guest_until (the end of the
+    failover, when the caller knows it) are not this failover's: after a
+    link cut the journal read also holds the fenced node's return a minute
+    later, whose scheduler run was once taken for the failover's."""
+    end = math.inf if guest_until is None else guest_until
     found: dict[str, float | None] = {}
     for phase in PATTERNS[kind]:
         identifier, message = re.compile(phase.identifier), re.compile(phase.message)
@@ -160,7 +170,9 @@ def find_phases(lines: list[JournalLine], kind: str, guest_fault: float) -> dict
             (
                 round(line.at - guest_fault, 3)
                 for line in lines
-                if line.at >= guest_fault and identifier.search(line.identifier) and message.search(line.message)
+                if guest_fault <= line.at <= end
+                and identifier.search(line.identifier)
+                and message.search(line.message)
             ),
             None,
         )

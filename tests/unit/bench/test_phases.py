@@ -99,6 +99,32 @@ def test_lines_before_the_fault_are_not_phases():
     assert found["vipStartedS"] == pytest.approx(7.58 - 2.2, abs=0.001)
 
 
+def test_lines_after_the_failover_are_not_its_phases():
+    # A link cut's journal read also holds the fenced node's return, a minute on: the survivor's controller
+    # elects and schedules again then. That is not this failover's election or scheduler start.
+    text, meta = fixture("pacemaker-power-off")
+    fault = guest_fault(meta)
+    later = [
+        phases.JournalLine(fault + 91.2, "pacemaker-controld", "State transition S_IDLE -> S_ELECTION"),
+        phases.JournalLine(fault + 91.3, "pacemaker-controld", "State transition S_ELECTION -> S_INTEGRATION"),
+    ]
+    lines = phases.parse_journal_json(text) + later
+    assert phases.find_phases(lines, "pacemaker", fault)["electionS"] == 91.2  # unbounded: taken
+    bounded = phases.find_phases(lines, "pacemaker", fault, fault + 7.837 + phases.PHASES_AFTER_RECOVERY_S)
+    assert bounded["electionS"] is None and bounded["dcS"] is None
+    assert bounded["vipStartedS"] == 7.58  # the failover's own phases stay
+    # read_phases bounds the search by the probe's window.
+    record = {"survivor": "hapx-node02", "clockBefore": offset(meta, "clockBefore"), "clockAfter": offset(meta, "clockAfter"),
+              "probe": {"faultAt": meta["faultAt"], "unavailableS": 7.837, "firstAnsweredAfterOutageS": 7.837}}  # fmt: skip
+    journal = text.rstrip("\n") + "\n" + "\n".join(
+        json.dumps({"__REALTIME_TIMESTAMP": str(int(line.at * 1e6)), "SYSLOG_IDENTIFIER": line.identifier,
+                    "MESSAGE": line.message})
+        for line in later
+    )  # fmt: skip
+    failover.read_phases(JournalLab(journal), record, "pacemaker")
+    assert record["phases"]["electionS"] is None and record["phases"]["membershipS"] == 2.11
+
+
 def test_the_journal_command_asks_for_the_cluster_lines_only():
     command = phases.journal_command(100.0, 250.5)
     assert "--since=@100.000000 --until=@250.500000" in command
