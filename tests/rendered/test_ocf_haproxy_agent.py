@@ -198,6 +198,10 @@ def test_a_check_url_the_agent_cannot_use_is_a_configuration_error(agent_env):
             result = agent(action, {**agent_env, "OCF_RESKEY_check_url": url})
             assert result.returncode == 6, (url, action, result.stderr)  # OCF_ERR_CONFIGURED
             assert "check_url must be http://HOST:PORT/PATH" in result.stderr
+    # A stop sends no request: it succeeds whatever the URL (a failed stop gets a node fenced).
+    Path(agent_env["HAPX_TEST_STATE"]).write_text("inactive\n")
+    stopped = agent("stop", {**agent_env, "OCF_RESKEY_check_url": "https://127.0.0.1:32700/hapx-health"})
+    assert stopped.returncode == OCF_SUCCESS, stopped.stderr
 
 
 class _HealthAt(http.server.BaseHTTPRequestHandler):
